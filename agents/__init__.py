@@ -1,0 +1,1 @@
+"""Agent integrations (installed as sevila_tools.agents)."""

@@ -1,0 +1,1 @@
+"""Datasets, scorers and evaluation runs (installed as sevila_tools.eval)."""

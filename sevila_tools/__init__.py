@@ -1,0 +1,1 @@
+"""SeViLA toolkit core."""

@@ -1,0 +1,226 @@
+"""Typed requests and results of the SeViLA tools (pydantic v2).
+
+Field names are the public argument names everywhere (Python, CLI ``--json``, LangChain, MCP):
+``video``, ``question``, ``options``, ``num_frames``, ``num_keyframes``, ``start``, ``end``, ``selector``.
+Times are seconds; ``frame_index`` is the native frame number in the video file.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from sevila_tools.prompts import LETTERS, MAX_OPTIONS
+
+RANDOM_WEIGHTS_NOTICE = "RANDOM WEIGHTS (tiny-random preset): scores and answers are meaningless"
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    video: str = Field(description="Path to a video file (any container ffmpeg reads).")
+    question: str = Field(description="The question about the video.")
+    options: list[str] = Field(
+        default_factory=list, max_length=MAX_OPTIONS, description="Answer options (at most 5), without letters."
+    )
+    start: float | None = Field(default=None, ge=0, description="Only use the video from this time (seconds).")
+    end: float | None = Field(default=None, gt=0, description="Only use the video up to this time (seconds).")
+
+    @field_validator("question")
+    @classmethod
+    def _question(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("question is empty")
+        return v
+
+    @field_validator("options")
+    @classmethod
+    def _options(cls, v: list[str]) -> list[str]:
+        if any(not o.strip() for o in v):
+            raise ValueError("options must be non-empty strings")
+        return v
+
+    @model_validator(mode="after")
+    def _window(self) -> _Request:
+        if self.start is not None and self.end is not None and self.start >= self.end:
+            raise ValueError(f"start ({self.start}) must be before end ({self.end})")
+        return self
+
+
+class LocalizeRequest(_Request):
+    """Score sampled frames for "does this frame answer the question?" and keep the top ones."""
+
+    num_frames: int = Field(default=32, ge=1, le=256, description="Candidate frames sampled uniformly.")
+    num_keyframes: int = Field(default=4, ge=1, le=64, description="Keyframes to keep.")
+    selector: str = Field(default="localizer", description="Keyframe selector (see list_selectors).")
+    answer: int | None = Field(
+        default=None, ge=0, lt=MAX_OPTIONS, description="Gold option index (evaluation only; the oracle selector needs it)."
+    )
+
+    @model_validator(mode="after")
+    def _k(self) -> LocalizeRequest:
+        if self.num_keyframes > self.num_frames:
+            raise ValueError(f"num_keyframes ({self.num_keyframes}) exceeds num_frames ({self.num_frames})")
+        return self
+
+
+class AnswerRequest(_Request):
+    """Answer a multiple-choice question from frames (uniform, or at given timestamps)."""
+
+    options: list[str] = Field(min_length=2, max_length=MAX_OPTIONS, description="Answer options (2 to 5).")
+    num_frames: int = Field(default=4, ge=1, le=64, description="Frames sampled uniformly when no timestamps.")
+    timestamps: list[float] | None = Field(default=None, description="Read the frames at these times (seconds).")
+    decoding: Literal["faithful", "teacher_forced"] = Field(default="faithful", description="Letter decoding rule.")
+
+
+class ForwardRequest(LocalizeRequest):
+    """The forward chain: a selector picks keyframes, the Answerer reads them together."""
+
+    options: list[str] = Field(min_length=2, max_length=MAX_OPTIONS, description="Answer options (2 to 5).")
+    decoding: Literal["faithful", "teacher_forced"] = Field(default="faithful", description="Letter decoding rule.")
+    answerer: Literal["concat", "voting"] = Field(
+        default="concat", description="concat: SeViLA's multi-frame Answerer; voting: per-frame answers, majority."
+    )
+
+
+class PseudoLabelRequest(_Request):
+    """Reverse chain: label each sampled frame yes/no by whether the Answerer gets the gold answer from it."""
+
+    options: list[str] = Field(min_length=2, max_length=MAX_OPTIONS, description="Answer options (2 to 5).")
+    answer: int = Field(ge=0, lt=MAX_OPTIONS, description="Index of the gold option.")
+    num_frames: int = Field(default=4, ge=1, le=256, description="Frames to label (training uses 4).")
+    sampling: Literal["uniform", "random"] = Field(
+        default="uniform", description="uniform: segment midpoints; random: one random frame per segment (training)."
+    )
+    seed: int | None = Field(default=None, description="Seed for random sampling.")
+
+    @model_validator(mode="after")
+    def _gold(self) -> PseudoLabelRequest:
+        if self.answer >= len(self.options):
+            raise ValueError(f"answer index {self.answer} is out of range for {len(self.options)} options")
+        return self
+
+
+class FrameScore(BaseModel):
+    """One candidate frame with its Localizer (or selector) score."""
+
+    position: int = Field(description="Position among the sampled candidate frames (0-based).")
+    frame_index: int = Field(description="Native frame number in the video.")
+    time: float = Field(description="Timestamp in seconds.")
+    score: float | None = Field(default=None, description="Ranking score (Localizer: raw 'yes' logit).")
+    yes_prob: float | None = Field(default=None, description="softmax([no, yes])[1] (Localizer only).")
+    keyframe: bool = Field(default=False, description="Selected as a keyframe.")
+
+
+class KeyFrame(BaseModel):
+    """A selected keyframe."""
+
+    frame_index: int
+    time: float
+    score: float | None = None
+    position: int | None = Field(default=None, description="Position among candidates (None if not a candidate).")
+
+
+class ModelInfo(BaseModel):
+    """Where the weights came from."""
+
+    model: str
+    checkpoint: str | None = None
+    random_weights: bool = False
+    device: str = "cpu"
+
+
+class LocalizeResult(BaseModel):
+    """Result of the Localizer tool (or any selector)."""
+
+    video: str
+    question: str
+    options: list[str]
+    selector: str
+    num_frames: int
+    num_keyframes: int
+    fps: float
+    padded: bool = Field(description="The video had fewer frames than requested (last frame repeated).")
+    frames: list[FrameScore]
+    keyframes: list[KeyFrame]
+    prompt: str | None = Field(default=None, description="Localizer text fed to T5 (Localizer only).")
+    selection: dict[str, Any] = Field(default_factory=dict, description="Selector config and extra record.")
+    model: ModelInfo
+    notice: str | None = None
+
+
+class AnswerResult(BaseModel):
+    """Result of the Answerer tool."""
+
+    video: str
+    question: str
+    options: list[str]
+    answer_index: int
+    answer_letter: str
+    answer_text: str
+    option_probs: list[float] = Field(description="softmax over the option-letter logits, in option order.")
+    frame_indices: list[int]
+    frame_times: list[float]
+    decoding: str
+    answerer: str = "concat"
+    step0_token: str | None = Field(default=None, description="Greedy decoder token at step 0 (normally '▁Option').")
+    step0_is_option: bool | None = None
+    truncated: bool = Field(default=False, description="The prompt hit the 77-token limit.")
+    votes: list[int] | None = Field(default=None, description="Per-frame answers (voting only).")
+    prompt: str
+    model: ModelInfo
+    notice: str | None = None
+
+    @property
+    def letter(self) -> str:
+        return LETTERS[self.answer_index]
+
+
+class FrameLabel(BaseModel):
+    """One pseudo-labelled frame."""
+
+    position: int
+    frame_index: int
+    time: float
+    predicted: int = Field(description="Option the single-frame Answerer picks (teacher-forced).")
+    label: Literal["yes", "no"]
+
+
+class PseudoLabelResult(BaseModel):
+    """Result of the PseudoLabeller tool."""
+
+    video: str
+    question: str
+    answer: int
+    labels: list[FrameLabel]
+    positive_rate: float
+    model: ModelInfo
+    notice: str | None = None
+
+
+class ForwardResult(BaseModel):
+    """Forward chain: keyframes plus the answer."""
+
+    localization: LocalizeResult
+    answer: AnswerResult
+
+
+class AskRequest(_Request):
+    """Open-ended question: free text generated by the Answerer from the keyframes."""
+
+    num_frames: int = Field(default=32, ge=1, le=256, description="Candidate frames sampled uniformly.")
+    num_keyframes: int = Field(default=4, ge=1, le=64, description="Keyframes read by the Answerer.")
+    selector: str = Field(default="localizer", description="Keyframe selector.")
+    max_new_tokens: int = Field(default=30, ge=1, le=128, description="Length limit of the answer.")
+
+
+class AskResult(BaseModel):
+    """Free-text answer with the keyframes it was read from."""
+
+    video: str
+    question: str
+    answer_text: str
+    keyframes: list[KeyFrame]
+    model: ModelInfo
+    notice: str | None = None

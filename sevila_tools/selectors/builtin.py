@@ -1,0 +1,141 @@
+"""Selectors that need only the SeViLA runtime: uniform, random, localizer (SeViLA) and oracle."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from sevila_tools.errors import InputError
+from sevila_tools.prompts import answerer_prompt, prompts_for
+from sevila_tools.runtime import SevilaRuntime
+from sevila_tools.selectors.base import (
+    Selection,
+    Selector,
+    SelectorInput,
+    register,
+    selection_from_positions,
+    topk_sorted,
+)
+from sevila_tools.video import sample_indices
+
+
+@register
+class UniformSelector(Selector):
+    """k frames by SeViLA's midpoint rule with n = k over the window (the paper's uniform baseline).
+
+    These are generally *not* among the candidates (every 8th of 32 is a different rule, ``selectors.md`` §2)."""
+
+    name: ClassVar[str] = "uniform"
+    description: ClassVar[str] = "k frames evenly spread over the video (segment midpoints); ignores the question."
+
+    def select(self, inp: SelectorInput, k: int) -> Selection:
+        cand = inp.candidates
+        start, end = inp.start, inp.end
+        indices, _, padded = sample_indices(cand.num_video_frames, k, cand.fps, start=start, end=end)
+        pos = {idx: p for p, idx in enumerate(cand.indices)}
+        return Selection(
+            selector=self.name,
+            config={"rule": "midpoint, n=k"},
+            candidate_frame_indices=list(cand.indices),
+            candidate_times=list(cand.timestamps),
+            candidate_scores=None,
+            frame_indices=indices,
+            times=[i / cand.fps for i in indices],
+            candidate_positions=[pos.get(i) for i in indices],
+            scores=[None] * len(indices),
+            extra={"padded": padded},
+        )
+
+
+@register
+class RandomSelector(Selector):
+    """k random candidates (seeded), sorted by time."""
+
+    name: ClassVar[str] = "random"
+    description: ClassVar[str] = "k random candidate frames (seeded); a sanity baseline."
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+
+    def config(self) -> dict[str, Any]:
+        return {"seed": self.seed}
+
+    def select(self, inp: SelectorInput, k: int) -> Selection:
+        n = len(inp.candidates.indices)
+        if k > n:
+            raise InputError(f"cannot select {k} keyframes from {n} candidate frames")
+        rng = np.random.default_rng([self.seed, *[ord(c) for c in inp.question[:32]]])
+        positions = sorted(rng.choice(n, size=k, replace=False).tolist())
+        return selection_from_positions(self.name, inp, positions, None, self.config())
+
+
+def _raw(runtime: SevilaRuntime, inp: SelectorInput) -> torch.Tensor:
+    if inp.raw_features is not None:
+        return inp.raw_features.to(runtime.device)
+    return runtime.vit(inp.candidates.frames)
+
+
+@register
+class LocalizerSelector(Selector):
+    """SeViLA's Localizer: top-k candidates by the raw first-step 'yes' logit, then temporal order."""
+
+    name: ClassVar[str] = "localizer"
+    description: ClassVar[str] = "SeViLA Localizer: frames whose content answers the question (language-aware)."
+
+    def __init__(self, runtime: SevilaRuntime, dataset: str | None = None) -> None:
+        self.runtime = runtime
+        self.dataset = dataset
+
+    def config(self) -> dict[str, Any]:
+        return {"score": "raw yes logit at decoder step 0", "dataset": self.dataset}
+
+    def scores(self, inp: SelectorInput) -> tuple[list[float], list[float], str]:
+        """(yes logits, yes probabilities, localizer prompt) for every candidate."""
+        loc_text, _ = prompts_for(self.dataset, inp.question, inp.options)
+        yes, no = self.runtime.localizer_logits(_raw(self.runtime, inp)[None], [loc_text])
+        prob = torch.stack([no[0], yes[0]], -1).softmax(-1)[:, 1]
+        return yes[0].tolist(), prob.tolist(), loc_text
+
+    def select(self, inp: SelectorInput, k: int) -> Selection:
+        yes, prob, loc_text = self.scores(inp)
+        positions = topk_sorted(yes, k)
+        return selection_from_positions(
+            self.name, inp, positions, yes, self.config(), extra={"yes_prob": prob, "prompt": loc_text}
+        )
+
+
+@register
+class OracleSelector(Selector):
+    """Upper bound of the paper's Table 9: the single-frame Answerer runs on every candidate; a question
+    counts as answered if any single frame alone gives the gold answer. Keyframes = the k candidates with
+    the highest single-frame probability of the gold option. Needs the gold answer."""
+
+    name: ClassVar[str] = "oracle"
+    description: ClassVar[str] = "Upper bound: frames where the single-frame Answerer is right (needs the gold answer)."
+
+    def __init__(self, runtime: SevilaRuntime, dataset: str | None = None) -> None:
+        self.runtime = runtime
+        self.dataset = dataset
+
+    def config(self) -> dict[str, Any]:
+        return {"rule": "any single frame correct (faithful single-frame decoding)"}
+
+    def select(self, inp: SelectorInput, k: int) -> Selection:
+        if inp.answer is None:
+            raise InputError("the oracle selector needs the gold answer (only usable in evaluation)")
+        if len(inp.options) < 2:
+            raise InputError("the oracle selector needs multiple-choice options")
+        _, qa_text = prompts_for(self.dataset, inp.question, inp.options)
+        out = self.runtime.frame_answers(_raw(self.runtime, inp)[None], [qa_text], len(inp.options), "faithful")
+        preds = out.predictions
+        gold_prob = out.probs[:, inp.answer].tolist()
+        positions = topk_sorted(gold_prob, k)
+        return selection_from_positions(
+            self.name, inp, positions, gold_prob, self.config(),
+            extra={"per_frame_predictions": preds, "any_correct": any(p == inp.answer for p in preds)},
+        )
+
+
+__all__ = ["LocalizerSelector", "OracleSelector", "RandomSelector", "UniformSelector", "answerer_prompt"]

@@ -1,0 +1,98 @@
+"""The ``tiny-random`` model preset: SeViLA's architecture at toy size with seeded random weights.
+
+Used by the test suite and ``make demo`` (no download, builds in well under a second). The tokenizer is a
+T5-style Unigram tokenizer built in memory with T5's id layout (``<pad>``=0, ``</s>``=1, ``<unk>``=2, pieces,
+then 100 ``<extra_id_*>``), so token ids differ from Flan-T5's; the runtime derives every id it needs from the
+tokenizer. Outputs made with this preset carry ``random_weights=True``.
+"""
+
+from __future__ import annotations
+
+import string
+
+import torch
+from transformers import Blip2Config, Blip2QFormerConfig, Blip2VisionConfig, T5Config, T5Tokenizer
+
+from sevila_tools.modeling import SevilaModel
+
+TINY_NAME = "tiny-random"
+TINY_SEED = 0
+
+# words of SeViLA's prompt templates plus common question words; everything else falls back to characters
+_WORDS = """Frame Question Options Option Answer A B C D E yes no Does the information within frame provide necessary
+details to accurately answer given question Considering presented in select correct from options Upon observing
+provided frames what is most probable subsequent event predict next why how where when who which does do did are
+was were a an of and or on at with for by person people man woman men women boy girl dog cat ball car red green blue
+square moving left right up down before after during while play playing hold holding walk walking run running sit
+sitting eat eating look looking talk talking color colour shape video clip scene happen happens happened first last
+end start middle""".split()
+
+
+def tiny_tokenizer() -> T5Tokenizer:
+    """A T5-style tokenizer built in memory (no files, no download)."""
+    vocab: list[tuple[str, float]] = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
+    seen = {p for p, _ in vocab}
+    for w in _WORDS:
+        piece = "\u2581" + w
+        if piece not in seen:
+            vocab.append((piece, -5.0))
+            seen.add(piece)
+    for ch in string.ascii_letters + string.digits + string.punctuation:
+        for piece in (ch, "\u2581" + ch):
+            if piece not in seen:
+                vocab.append((piece, -10.0))
+                seen.add(piece)
+    tok = T5Tokenizer(vocab=vocab, extra_ids=100)
+    ids = tok("Frame 1: yes", add_special_tokens=False).input_ids
+    if tok.unk_token_id in ids:  # guard against a tokenizer that silently maps everything to <unk>
+        raise RuntimeError("tiny tokenizer construction failed (unknown tokens)")
+    return tok
+
+
+def tiny_config() -> Blip2Config:
+    """BLIP-2 config at toy size with SeViLA's layout (224 px, patch 14 -> 257 tokens, 32 queries,
+    cross-attention every 2nd Q-Former layer as in the real model)."""
+    vision = Blip2VisionConfig(
+        hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, image_size=224, patch_size=14
+    )
+    qformer = Blip2QFormerConfig(
+        hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, cross_attention_frequency=2
+    )
+    text = T5Config(
+        vocab_size=len(tiny_tokenizer()),  # every id the tiny model can emit decodes to a piece d_model=64, d_kv=16, d_ff=128, num_layers=2, num_decoder_layers=2, num_heads=4,
+        feed_forward_proj="gated-gelu", tie_word_embeddings=False, decoder_start_token_id=0, pad_token_id=0,
+        eos_token_id=1,
+    )
+    return Blip2Config(vision_config=vision, qformer_config=qformer, text_config=text, num_query_tokens=32)
+
+
+def init_random_(model: SevilaModel) -> None:
+    """Random init for a directly-constructed model (transformers 5 leaves a standalone ViT at zero).
+
+    Weights ~ N(0, fan_in^-0.5) so activations keep unit scale at any size (with BLIP-2's std 0.02 the query
+    tokens would be negligible next to T5's word embeddings and every frame would score the same), biases 0,
+    LayerNorms 1/0. T5 keeps its own init."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.startswith("language_model."):
+                continue
+            if name.endswith("bias"):
+                p.zero_()
+            elif p.ndim == 1:  # LayerNorm weights
+                p.fill_(1.0)
+            elif "embedding" in name or "query_tokens" in name:
+                p.normal_(std=1.0)
+            else:
+                p.normal_(std=p[0].numel() ** -0.5)
+
+
+def tiny_model(seed: int = TINY_SEED) -> SevilaModel:
+    """Seeded random tiny SeViLA model (deterministic for a given seed). Both branches are independently random."""
+    state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(seed)
+        model = SevilaModel(tiny_config())
+        init_random_(model)
+    finally:
+        torch.random.set_rng_state(state)
+    return model.eval()

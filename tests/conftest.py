@@ -1,0 +1,37 @@
+"""Shared pytest fixtures.
+
+Tests run offline (``HF_HUB_OFFLINE=1``) on tiny random-weight models and synthetic videos.
+Real public annotation files live in ``../shared/data`` (override with ``SEVILA_SHARED_DIR``); tests that
+need them skip when the folder is absent, unless ``SEVILA_REQUIRE_SHARED=1`` (set by ``.ci/run``), which
+turns the skip into a failure.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _shared_dir() -> Path:
+    env = os.environ.get("SEVILA_SHARED_DIR")
+    return Path(env) if env else REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Path to the real public fixture files (``shared/data``); skip or fail when absent."""
+    path = _shared_dir()
+    if not path.is_dir():
+        msg = f"shared data folder not found at {path} (set SEVILA_SHARED_DIR)"
+        if os.environ.get("SEVILA_REQUIRE_SHARED") == "1":
+            pytest.fail(msg + "; SEVILA_REQUIRE_SHARED=1 forbids skipping")
+        pytest.skip(msg)
+    return path
