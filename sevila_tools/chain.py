@@ -48,15 +48,25 @@ class SevilaChain:
         localization = self.localizer.result(loc_req, fs, selection)
         raw_kf = features_at(self.runtime, fs, selection.frame_indices, self.decoder)
         answer = self.answerer.answer_features(
-            req.video, raw_kf, req.question, list(req.options), selection.frame_indices, selection.times,
-            req.decoding, req.answerer,
+            req.video,
+            raw_kf,
+            req.question,
+            list(req.options),
+            selection.frame_indices,
+            selection.times,
+            req.decoding,
+            req.answerer,
         )
         if selection.selector == "oracle" and req.answer is not None and selection.extra.get("any_correct"):
             # Table 9 upper bound: answered if any single keyframe alone gives the gold answer
-            answer = answer.model_copy(update={
-                "answer_index": req.answer, "answer_letter": "ABCDE"[req.answer],
-                "answer_text": req.options[req.answer], "answerer": "oracle",
-            })
+            answer = answer.model_copy(
+                update={
+                    "answer_index": req.answer,
+                    "answer_letter": "ABCDE"[req.answer],
+                    "answer_text": req.options[req.answer],
+                    "answerer": "oracle",
+                }
+            )
         return ForwardResult(localization=localization, answer=answer)
 
     def ask(self, request: AskRequest | dict[str, Any]) -> AskResult:
@@ -67,10 +77,16 @@ class SevilaChain:
         selection = self.localizer.select(loc_req, fs)
         localization = self.localizer.result(loc_req, fs, selection)
         raw_kf = features_at(self.runtime, fs, selection.frame_indices, self.decoder)
-        text = self.runtime.generate(raw_kf[None], [open_question_prompt(req.question)], req.max_new_tokens)[0]
+        text = self.runtime.generate(raw_kf[None], [open_question_prompt(req.question)], req.max_new_tokens)[
+            0
+        ]
         return AskResult(
-            video=req.video, question=req.question, answer_text=text, keyframes=localization.keyframes,
-            model=model_info(self.runtime), notice=notice(self.runtime),
+            video=req.video,
+            question=req.question,
+            answer_text=text,
+            keyframes=localization.keyframes,
+            model=model_info(self.runtime),
+            notice=notice(self.runtime),
         )
 
     def tools(self) -> list[Any]:

@@ -46,12 +46,30 @@ DROPPED_FAMILIES: dict[str, re.Pattern[str]] = {
 _VIT_RULES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"^visual_encoder\.cls_token$"), "vision_model.embeddings.class_embedding"),
     (re.compile(r"^visual_encoder\.pos_embed$"), "vision_model.embeddings.position_embedding"),
-    (re.compile(r"^visual_encoder\.patch_embed\.proj\.(weight|bias)$"), r"vision_model.embeddings.patch_embedding.\1"),
-    (re.compile(r"^visual_encoder\.blocks\.(\d+)\.norm1\.(.*)$"), r"vision_model.encoder.layers.\1.layer_norm1.\2"),
-    (re.compile(r"^visual_encoder\.blocks\.(\d+)\.norm2\.(.*)$"), r"vision_model.encoder.layers.\1.layer_norm2.\2"),
-    (re.compile(r"^visual_encoder\.blocks\.(\d+)\.attn\.qkv\.weight$"), r"vision_model.encoder.layers.\1.self_attn.qkv.weight"),
-    (re.compile(r"^visual_encoder\.blocks\.(\d+)\.attn\.proj\.(.*)$"), r"vision_model.encoder.layers.\1.self_attn.projection.\2"),
-    (re.compile(r"^visual_encoder\.blocks\.(\d+)\.mlp\.(fc[12])\.(.*)$"), r"vision_model.encoder.layers.\1.mlp.\2.\3"),
+    (
+        re.compile(r"^visual_encoder\.patch_embed\.proj\.(weight|bias)$"),
+        r"vision_model.embeddings.patch_embedding.\1",
+    ),
+    (
+        re.compile(r"^visual_encoder\.blocks\.(\d+)\.norm1\.(.*)$"),
+        r"vision_model.encoder.layers.\1.layer_norm1.\2",
+    ),
+    (
+        re.compile(r"^visual_encoder\.blocks\.(\d+)\.norm2\.(.*)$"),
+        r"vision_model.encoder.layers.\1.layer_norm2.\2",
+    ),
+    (
+        re.compile(r"^visual_encoder\.blocks\.(\d+)\.attn\.qkv\.weight$"),
+        r"vision_model.encoder.layers.\1.self_attn.qkv.weight",
+    ),
+    (
+        re.compile(r"^visual_encoder\.blocks\.(\d+)\.attn\.proj\.(.*)$"),
+        r"vision_model.encoder.layers.\1.self_attn.projection.\2",
+    ),
+    (
+        re.compile(r"^visual_encoder\.blocks\.(\d+)\.mlp\.(fc[12])\.(.*)$"),
+        r"vision_model.encoder.layers.\1.mlp.\2.\3",
+    ),
 ]
 _QKV_BIAS = re.compile(r"^visual_encoder\.blocks\.(\d+)\.attn\.([qv])_bias$")
 
@@ -66,13 +84,16 @@ def lavis_key_to_toolkit(key: str) -> str | None:
     separately by :func:`convert_lavis_state_dict`."""
     for prefix, new in (("Qformer_loc.bert.", "qformer_loc."), ("Qformer.bert.", "qformer.")):
         if key.startswith(prefix):
-            return new + _qformer_key(key[len(prefix):])
+            return new + _qformer_key(key[len(prefix) :])
     for old, new in (
-        ("t5_proj_loc.", "language_projection_loc."), ("t5_proj.", "language_projection."),
-        ("ln_vision_loc.", "ln_vision_loc."), ("ln_vision.", "ln_vision."), ("t5_model.", "language_model."),
+        ("t5_proj_loc.", "language_projection_loc."),
+        ("t5_proj.", "language_projection."),
+        ("ln_vision_loc.", "ln_vision_loc."),
+        ("ln_vision.", "ln_vision."),
+        ("t5_model.", "language_model."),
     ):
         if key.startswith(old):
-            return new + key[len(old):]
+            return new + key[len(old) :]
     if key in ("query_tokens", "query_tokens_loc"):
         return key
     for pattern, repl in _VIT_RULES:
@@ -115,10 +136,14 @@ def convert_lavis_state_dict(sd: dict[str, torch.Tensor]) -> tuple[dict[str, tor
             out[new] = value
     for block, parts in qv.items():
         if set(parts) != {"q", "v"}:
-            report.unmapped.append(f"visual_encoder.blocks.{block}.attn.{next(iter(parts))}_bias (its pair is missing)")
+            report.unmapped.append(
+                f"visual_encoder.blocks.{block}.attn.{next(iter(parts))}_bias (its pair is missing)"
+            )
             continue
         q, v = parts["q"], parts["v"]
-        out[f"vision_model.encoder.layers.{block}.self_attn.qkv.bias"] = torch.cat([q, torch.zeros_like(v), v])
+        out[f"vision_model.encoder.layers.{block}.self_attn.qkv.bias"] = torch.cat(
+            [q, torch.zeros_like(v), v]
+        )
     return out, report
 
 
@@ -126,16 +151,18 @@ def toolkit_to_lavis_key(key: str) -> str:
     """Inverse naming (toolkit -> LAVIS) for the trainable branches; used to export LAVIS-compatible files."""
     for prefix, old in (("qformer_loc.", "Qformer_loc.bert."), ("qformer.", "Qformer.bert.")):
         if key.startswith(prefix):
-            rest = key[len(prefix):].replace("layernorm.", "embeddings.LayerNorm.", 1)
+            rest = key[len(prefix) :].replace("layernorm.", "embeddings.LayerNorm.", 1)
             return old + rest.replace("attention.attention.", "attention.self.")
     for new, old in (("language_projection_loc.", "t5_proj_loc."), ("language_projection.", "t5_proj.")):
         if key.startswith(new):
-            return old + key[len(new):]
+            return old + key[len(new) :]
     return key
 
 
 # ---------------------------------------------------------------------------------------------- reading files
-def read_state_dict(path: str | Path, trusted: bool = False) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def read_state_dict(
+    path: str | Path, trusted: bool = False
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Read a checkpoint file; return (state dict, metadata). Pickles load with ``weights_only=True`` unless
     ``trusted`` (the file can then run code: only for files you trust)."""
     path = Path(path)
@@ -210,18 +237,24 @@ def expected_keys(model: SevilaModel) -> dict[str, list[str]]:
     return parts
 
 
-def check_coverage(model: SevilaModel, sd: dict[str, torch.Tensor], report: ConversionReport, source: str) -> list[str]:
+def check_coverage(
+    model: SevilaModel, sd: dict[str, torch.Tensor], report: ConversionReport, source: str
+) -> list[str]:
     """Validate a toolkit-named state dict against the model; return the parts it fully provides.
 
     Raises :class:`CheckpointError` naming unmapped/unexpected keys, partially provided parts and shape
     mismatches."""
     if report.unmapped:
-        raise CheckpointError(f"{source}: {len(report.unmapped)} keys map to no SeViLA module: {_fmt(report.unmapped)}")
+        raise CheckpointError(
+            f"{source}: {len(report.unmapped)} keys map to no SeViLA module: {_fmt(report.unmapped)}"
+        )
     own = model.state_dict()
     unexpected = sorted(k for k in sd if k not in own)
     if unexpected:
         raise CheckpointError(f"{source}: {len(unexpected)} unexpected keys: {_fmt(unexpected)}")
-    bad_shapes = [f"{k} {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}" for k in sd if sd[k].shape != own[k].shape]
+    bad_shapes = [
+        f"{k} {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}" for k in sd if sd[k].shape != own[k].shape
+    ]
     if bad_shapes:
         raise CheckpointError(f"{source}: {len(bad_shapes)} shape mismatches: {_fmt(bad_shapes, 4)}")
     for alias, primary in alias_map(model).items():
@@ -282,7 +315,9 @@ def load_sevila_checkpoint(
         model.copy_answerer_to_localizer()
         sources["localizer"] = f"copy of the answerer from {Path(path).name}"
     elif "localizer" in parts and "answerer" not in parts:
-        log.info("%s holds only localizer weights; answerer kept from %s", path, sources.get("answerer", "base"))
+        log.info(
+            "%s holds only localizer weights; answerer kept from %s", path, sources.get("answerer", "base")
+        )
     return LoadReport(sources=sources, dropped=report.dropped, metadata=meta)
 
 

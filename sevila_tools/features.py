@@ -64,7 +64,11 @@ def frame_set_key(runtime: SevilaRuntime, video: str, **sampling: Any) -> str:
     st = os.stat(video)
     parts = [os.path.abspath(video), str(st.st_size), str(int(st.st_mtime_ns))]
     parts += [f"{k}={sampling[k]}" for k in sorted(sampling)]
-    parts += [str(runtime.info.get("model")), str(runtime.info.get("checkpoint")), str(runtime.precision.describe())]
+    parts += [
+        str(runtime.info.get("model")),
+        str(runtime.info.get("checkpoint")),
+        str(runtime.precision.describe()),
+    ]
     return "|".join(parts)
 
 
@@ -93,7 +97,9 @@ def load_frame_set(
     return fs
 
 
-def features_at(runtime: SevilaRuntime, fs: FrameSet, frame_indices: list[int], decoder: str = "auto") -> torch.Tensor:
+def features_at(
+    runtime: SevilaRuntime, fs: FrameSet, frame_indices: list[int], decoder: str = "auto"
+) -> torch.Tensor:
     """Raw features of arbitrary native frames: reused from the candidates when possible, else decoded + ViT."""
     pos = {idx: p for p, idx in enumerate(fs.frames.indices)}
     missing = sorted({i for i in frame_indices if i not in pos})

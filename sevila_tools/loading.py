@@ -57,7 +57,7 @@ def offline() -> bool:
 
 def _hub_file(spec: str) -> Path:
     """Download ``hf://<owner>/<repo>/<file>`` (or return the cached copy)."""
-    parts = spec[len("hf://"):].split("/")
+    parts = spec[len("hf://") :].split("/")
     if len(parts) < 3:
         raise InputError(f"hub checkpoint must look like hf://owner/repo/file, got {spec!r}")
     repo, filename = "/".join(parts[:2]), "/".join(parts[2:])
@@ -78,8 +78,14 @@ def apply_precision(model: SevilaModel, precision: Precision) -> None:
         if isinstance(module, nn.Linear | nn.Conv2d):
             module.to(precision.vit)
     model.language_model.to(precision.t5)
-    for name in ("ln_vision", "ln_vision_loc", "qformer", "qformer_loc", "language_projection",
-                 "language_projection_loc"):
+    for name in (
+        "ln_vision",
+        "ln_vision_loc",
+        "qformer",
+        "qformer_loc",
+        "language_projection",
+        "language_projection_loc",
+    ):
         getattr(model, name).to(precision.qformer)
     model.query_tokens.data = model.query_tokens.data.to(precision.qformer)
     model.query_tokens_loc.data = model.query_tokens_loc.data.to(precision.qformer)
@@ -112,8 +118,10 @@ def _from_hf_blip2(source: str) -> tuple[SevilaModel, Any, dict[str, str]]:
         key = f"language_model.{stack}.embed_tokens.weight"
         emb = getattr(lm, stack).embed_tokens
         if key not in missing and not torch.equal(emb.weight, lm.shared.weight):
-            raise ModelLoadError(f"{source}: {key} differs from language_model.shared.weight; not a T5 checkpoint")
-        setattr(getattr(lm, stack), "embed_tokens", lm.shared)
+            raise ModelLoadError(
+                f"{source}: {key} differs from language_model.shared.weight; not a T5 checkpoint"
+            )
+        getattr(lm, stack).embed_tokens = lm.shared
     with torch.device("meta"):
         model = SevilaModel(config)
     model.vision_model = hf.vision_model
@@ -131,7 +139,12 @@ def _from_hf_blip2(source: str) -> tuple[SevilaModel, Any, dict[str, str]]:
     model.query_tokens_loc = nn.Parameter(model.query_tokens.detach().clone())
     model.language_projection_loc = copy.deepcopy(model.language_projection)
     base = f"BLIP-2 base {source}"
-    sources = {"vision_model": base, "language_model": base, "answerer": base, "localizer": f"copy of answerer ({base})"}
+    sources = {
+        "vision_model": base,
+        "language_model": base,
+        "answerer": base,
+        "localizer": f"copy of answerer ({base})",
+    }
     return model, tokenizer, sources
 
 
@@ -149,7 +162,9 @@ def _from_converted(folder: Path) -> tuple[SevilaModel, Any, dict[str, str], dic
     check_coverage(model, sd, _empty_report(), str(folder / WEIGHTS_FILE))
     missing = [k for k in model.state_dict() if k not in sd and k not in aliases]
     if missing:
-        raise CheckpointError(f"{folder / WEIGHTS_FILE}: {len(missing)} keys missing: {', '.join(missing[:8])}")
+        raise CheckpointError(
+            f"{folder / WEIGHTS_FILE}: {len(missing)} keys missing: {', '.join(missing[:8])}"
+        )
     model.load_state_dict(sd, strict=False, assign=True)
     lm = model.language_model
     lm.encoder.embed_tokens = lm.shared
@@ -176,7 +191,10 @@ def build_model(
     info: dict[str, Any] = {"model": model, "checkpoint": None, "random_weights": False}
     if model == TINY_NAME:
         net, tok = tiny_model(), tiny_tokenizer()
-        sources = {p: "tiny random init (seeded)" for p in ("vision_model", "language_model", "answerer", "localizer")}
+        sources = {
+            p: "tiny random init (seeded)"
+            for p in ("vision_model", "language_model", "answerer", "localizer")
+        }
         info["random_weights"] = True
         default_ckpt = None
     elif is_converted_folder(model):
@@ -197,7 +215,9 @@ def build_model(
         if report.dropped:
             info["dropped_keys"] = report.dropped
         if report.metadata.get("format") == "sevila_tools":
-            info["checkpoint_meta"] = {k: report.metadata[k] for k in ("stage", "step", "epoch") if k in report.metadata}
+            info["checkpoint_meta"] = {
+                k: report.metadata[k] for k in ("stage", "step", "epoch") if k in report.metadata
+            }
     info["sources"] = sources
     return net.eval(), tok, info
 
@@ -224,8 +244,12 @@ def load_runtime(
     return SevilaRuntime(model=net, tokenizer=tok, device=dev, precision=precision, info=info)
 
 
-def save_converted(runtime_or_model: SevilaRuntime | SevilaModel, tokenizer: Any, folder: str | Path,
-                   info: dict[str, Any] | None = None) -> Path:
+def save_converted(
+    runtime_or_model: SevilaRuntime | SevilaModel,
+    tokenizer: Any,
+    folder: str | Path,
+    info: dict[str, Any] | None = None,
+) -> Path:
     """Write a self-contained local model folder (safetensors weights, configs, tokenizer)."""
     from safetensors.torch import save_file
 

@@ -56,7 +56,9 @@ def prepare_config(config: Blip2Config) -> Blip2Config:
     """Apply SeViLA's fixed choices to a BLIP-2 config: T5 ``dense_act_fn="gelu"`` and untied T5 embeddings."""
     config = copy.deepcopy(config)
     config.text_config.tie_word_embeddings = False
-    config.text_config.dense_act_fn = "gelu"  # set after construction: "gated-gelu" would reset it to gelu_new
+    config.text_config.dense_act_fn = (
+        "gelu"  # set after construction: "gated-gelu" would reset it to gelu_new
+    )
     config.text_config.is_gated_act = True
     return config
 
@@ -125,10 +127,17 @@ class SevilaModel(nn.Module):
         if branch == "answerer":
             ln, qt, qf, proj = self.ln_vision, self.query_tokens, self.qformer, self.language_projection
         else:
-            ln, qt, qf, proj = self.ln_vision_loc, self.query_tokens_loc, self.qformer_loc, self.language_projection_loc
+            ln, qt, qf, proj = (
+                self.ln_vision_loc,
+                self.query_tokens_loc,
+                self.qformer_loc,
+                self.language_projection_loc,
+            )
         feats = ln(raw.to(ln.weight.dtype))
         queries = qt.expand(feats.shape[0], -1, -1)
-        out = qf(query_embeds=queries, encoder_hidden_states=feats).last_hidden_state[:, : self.num_query_tokens]
+        out = qf(query_embeds=queries, encoder_hidden_states=feats).last_hidden_state[
+            :, : self.num_query_tokens
+        ]
         return proj(out.to(proj.weight.dtype)).float()
 
     def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:

@@ -11,11 +11,13 @@ from sevila_tools.errors import InputError
 LETTERS = "ABCDE"
 MAX_OPTIONS = len(LETTERS)
 FRAME_PREFIX = "Frame: "
-LOC_INSTRUCTION = (
-    "Does the information within the frame provide the necessary details to accurately answer the given question?"
+LOC_INSTRUCTION = "Does the information within the frame provide the necessary details to accurately answer the given question?"
+LOC_INSTRUCTION_VLEP = (
+    "Does the information within the frame provide the necessary details to predict next event?"
 )
-LOC_INSTRUCTION_VLEP = "Does the information within the frame provide the necessary details to predict next event?"
-QA_INSTRUCTION = "Considering the information presented in the frame, select the correct answer from the options."
+QA_INSTRUCTION = (
+    "Considering the information presented in the frame, select the correct answer from the options."
+)
 VLEP_HEAD = "Upon observing the provided frames, what is the most probable subsequent event?"
 
 

@@ -61,8 +61,13 @@ class TokenIds:
             return int(ids[0])
 
         ids = cls(
-            yes=one("yes"), no=one("no"), letters=tuple(one(L) for L in LETTERS), option=one("Option"),
-            pad=int(tok.pad_token_id), eos=int(tok.eos_token_id), decoder_start=int(decoder_start),
+            yes=one("yes"),
+            no=one("no"),
+            letters=tuple(one(L) for L in LETTERS),
+            option=one("Option"),
+            pad=int(tok.pad_token_id),
+            eos=int(tok.eos_token_id),
+            decoder_start=int(decoder_start),
         )
         if len(tok) == FLAN_T5_VOCAB or getattr(tok, "vocab_size", None) == FLAN_T5_VOCAB:
             got = {"yes": ids.yes, "no": ids.no, "letters": list(ids.letters)}
@@ -121,7 +126,9 @@ class SevilaRuntime:
     t5_batch_size: int = 128
 
     def __post_init__(self) -> None:
-        self.ids = TokenIds.from_tokenizer(self.tokenizer, self.model.config.text_config.decoder_start_token_id or 0)
+        self.ids = TokenIds.from_tokenizer(
+            self.tokenizer, self.model.config.text_config.decoder_start_token_id or 0
+        )
         self._prefix_cache: dict[tuple[str, ...], tuple[torch.Tensor, torch.Tensor]] = {}
 
     @property
@@ -158,7 +165,9 @@ class SevilaRuntime:
     # ------------------------------------------------------------------ text pieces
     def tokenize(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor, list[bool]]:
         """Tokenize a batch like the official code; also report which texts were truncated at 77 tokens."""
-        enc = self.tokenizer(texts, padding="longest", truncation=True, max_length=MAX_TEXT_LEN, return_tensors="pt")
+        enc = self.tokenizer(
+            texts, padding="longest", truncation=True, max_length=MAX_TEXT_LEN, return_tensors="pt"
+        )
         full = self.tokenizer(texts, add_special_tokens=True).input_ids
         truncated = [len(ids) > MAX_TEXT_LEN for ids in full]
         for text, cut in zip(texts, truncated, strict=True):
@@ -169,8 +178,12 @@ class SevilaRuntime:
     def _prefixes(self, prefixes: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor]:
         if prefixes not in self._prefix_cache:
             enc = self.tokenizer(
-                list(prefixes), padding="longest", add_special_tokens=False, truncation=True,
-                max_length=MAX_TEXT_LEN, return_tensors="pt",
+                list(prefixes),
+                padding="longest",
+                add_special_tokens=False,
+                truncation=True,
+                max_length=MAX_TEXT_LEN,
+                return_tensors="pt",
             )
             self._prefix_cache[prefixes] = (enc.input_ids.to(self.device), enc.attention_mask.to(self.device))
         return self._prefix_cache[prefixes]
@@ -196,12 +209,16 @@ class SevilaRuntime:
         mask = torch.cat([p_mask.expand(n, -1), q_mask, t_mask.repeat_interleave(t, 0)], dim=1)
         return embeds, mask, truncated
 
-    def multi_frame_inputs(self, raw: torch.Tensor, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor, list[bool]]:
+    def multi_frame_inputs(
+        self, raw: torch.Tensor, texts: list[str]
+    ) -> tuple[torch.Tensor, torch.Tensor, list[bool]]:
         """Answerer inputs ``[P1 | Q1 | ... | Pk | Qk | qa_text]`` for keyframe features ``(B, K, L, D)``."""
         b, k = raw.shape[:2]
         queries = self.model.frame_queries(raw.flatten(0, 1), "answerer")
         queries = queries.view(b, k, queries.shape[1], -1)
-        p_ids, p_mask = self._prefixes(tuple(video_prefix(i + 1) for i in range(k)))  # (K, p), padded to longest
+        p_ids, p_mask = self._prefixes(
+            tuple(video_prefix(i + 1) for i in range(k))
+        )  # (K, p), padded to longest
         p_emb = self.model.embed_tokens(p_ids).unsqueeze(0).expand(b, -1, -1, -1)
         frames = torch.cat([p_emb, queries], dim=2).reshape(b, -1, queries.shape[-1])
         q_mask = torch.ones(b, k, queries.shape[2], dtype=p_mask.dtype, device=self.device)
@@ -217,7 +234,9 @@ class SevilaRuntime:
 
     def _decode(self, enc: Any, mask: torch.Tensor, decoder_ids: torch.Tensor) -> torch.Tensor:
         with self._autocast(self.precision.t5):
-            out = self.model.language_model(encoder_outputs=enc, attention_mask=mask, decoder_input_ids=decoder_ids)
+            out = self.model.language_model(
+                encoder_outputs=enc, attention_mask=mask, decoder_input_ids=decoder_ids
+            )
         return out.logits.float()
 
     def _start(self, n: int, *rest: torch.Tensor) -> torch.Tensor:
@@ -268,7 +287,11 @@ class SevilaRuntime:
 
     @torch.no_grad()
     def answer(
-        self, raw_keyframes: torch.Tensor, qa_texts: list[str], num_options: int, decoding: Decoding = "faithful"
+        self,
+        raw_keyframes: torch.Tensor,
+        qa_texts: list[str],
+        num_options: int,
+        decoding: Decoding = "faithful",
     ) -> AnswerOutput:
         """Multi-frame Answerer on keyframe features ``(B, K, L, D)`` (keyframes in temporal order)."""
         embeds, mask, truncated = self.multi_frame_inputs(raw_keyframes, qa_texts)
@@ -288,22 +311,34 @@ class SevilaRuntime:
         return AnswerOutput(letter_logits=logits, step0_tokens=step0, truncated=truncated)
 
     @torch.no_grad()
-    def generate(self, raw_keyframes: torch.Tensor, prompts: list[str], max_new_tokens: int = 30) -> list[str]:
+    def generate(
+        self, raw_keyframes: torch.Tensor, prompts: list[str], max_new_tokens: int = 30
+    ) -> list[str]:
         """Free-text answers from keyframes (greedy); the official code never exposed this."""
         embeds, mask, _ = self.multi_frame_inputs(raw_keyframes, prompts)
         with self._autocast(self.precision.t5):
             out = self.model.language_model.generate(
-                inputs_embeds=embeds, attention_mask=mask, max_new_tokens=max_new_tokens, num_beams=1, do_sample=False
+                inputs_embeds=embeds,
+                attention_mask=mask,
+                max_new_tokens=max_new_tokens,
+                num_beams=1,
+                do_sample=False,
             )
         return [s.strip() for s in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
 
     # ------------------------------------------------------------------ training losses
     def _lm_loss(self, embeds: torch.Tensor, mask: torch.Tensor, targets: list[str]) -> torch.Tensor:
-        tgt = self.tokenizer(targets, padding="longest", truncation=True, max_length=MAX_TEXT_LEN, return_tensors="pt")
-        labels = tgt.input_ids.to(self.device).masked_fill(tgt.input_ids.to(self.device) == self.ids.pad, -100)
+        tgt = self.tokenizer(
+            targets, padding="longest", truncation=True, max_length=MAX_TEXT_LEN, return_tensors="pt"
+        )
+        labels = tgt.input_ids.to(self.device).masked_fill(
+            tgt.input_ids.to(self.device) == self.ids.pad, -100
+        )
         with self._autocast(self.precision.t5):
             out = self.model.language_model(
-                inputs_embeds=embeds, attention_mask=mask, labels=labels,
+                inputs_embeds=embeds,
+                attention_mask=mask,
+                labels=labels,
                 decoder_attention_mask=tgt.attention_mask.to(self.device),
             )
         return out.loss
@@ -313,7 +348,9 @@ class SevilaRuntime:
         embeds, mask, _ = self.single_frame_inputs(raw, loc_texts, "localizer")
         return self._lm_loss(embeds, mask, labels)
 
-    def answerer_loss(self, raw_keyframes: torch.Tensor, qa_texts: list[str], targets: list[str]) -> torch.Tensor:
+    def answerer_loss(
+        self, raw_keyframes: torch.Tensor, qa_texts: list[str], targets: list[str]
+    ) -> torch.Tensor:
         """T5 LM loss of the multi-frame answerer on ``Option X`` targets."""
         embeds, mask, _ = self.multi_frame_inputs(raw_keyframes, qa_texts)
         return self._lm_loss(embeds, mask, targets)

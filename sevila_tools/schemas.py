@@ -22,9 +22,13 @@ class _Request(BaseModel):
     video: str = Field(description="Path to a video file (any container ffmpeg reads).")
     question: str = Field(description="The question about the video.")
     options: list[str] = Field(
-        default_factory=list, max_length=MAX_OPTIONS, description="Answer options (at most 5), without letters."
+        default_factory=list,
+        max_length=MAX_OPTIONS,
+        description="Answer options (at most 5), without letters.",
     )
-    start: float | None = Field(default=None, ge=0, description="Only use the video from this time (seconds).")
+    start: float | None = Field(
+        default=None, ge=0, description="Only use the video from this time (seconds)."
+    )
     end: float | None = Field(default=None, gt=0, description="Only use the video up to this time (seconds).")
 
     @field_validator("question")
@@ -55,7 +59,10 @@ class LocalizeRequest(_Request):
     num_keyframes: int = Field(default=4, ge=1, le=64, description="Keyframes to keep.")
     selector: str = Field(default="localizer", description="Keyframe selector (see list_selectors).")
     answer: int | None = Field(
-        default=None, ge=0, lt=MAX_OPTIONS, description="Gold option index (evaluation only; the oracle selector needs it)."
+        default=None,
+        ge=0,
+        lt=MAX_OPTIONS,
+        description="Gold option index (evaluation only; the oracle selector needs it).",
     )
 
     @model_validator(mode="after")
@@ -69,18 +76,27 @@ class AnswerRequest(_Request):
     """Answer a multiple-choice question from frames (uniform, or at given timestamps)."""
 
     options: list[str] = Field(min_length=2, max_length=MAX_OPTIONS, description="Answer options (2 to 5).")
-    num_frames: int = Field(default=4, ge=1, le=64, description="Frames sampled uniformly when no timestamps.")
-    timestamps: list[float] | None = Field(default=None, description="Read the frames at these times (seconds).")
-    decoding: Literal["faithful", "teacher_forced"] = Field(default="faithful", description="Letter decoding rule.")
+    num_frames: int = Field(
+        default=4, ge=1, le=64, description="Frames sampled uniformly when no timestamps."
+    )
+    timestamps: list[float] | None = Field(
+        default=None, description="Read the frames at these times (seconds)."
+    )
+    decoding: Literal["faithful", "teacher_forced"] = Field(
+        default="faithful", description="Letter decoding rule."
+    )
 
 
 class ForwardRequest(LocalizeRequest):
     """The forward chain: a selector picks keyframes, the Answerer reads them together."""
 
     options: list[str] = Field(min_length=2, max_length=MAX_OPTIONS, description="Answer options (2 to 5).")
-    decoding: Literal["faithful", "teacher_forced"] = Field(default="faithful", description="Letter decoding rule.")
+    decoding: Literal["faithful", "teacher_forced"] = Field(
+        default="faithful", description="Letter decoding rule."
+    )
     answerer: Literal["concat", "voting"] = Field(
-        default="concat", description="concat: SeViLA's multi-frame Answerer; voting: per-frame answers, majority."
+        default="concat",
+        description="concat: SeViLA's multi-frame Answerer; voting: per-frame answers, majority.",
     )
 
 
@@ -91,7 +107,8 @@ class PseudoLabelRequest(_Request):
     answer: int = Field(ge=0, lt=MAX_OPTIONS, description="Index of the gold option.")
     num_frames: int = Field(default=4, ge=1, le=256, description="Frames to label (training uses 4).")
     sampling: Literal["uniform", "random"] = Field(
-        default="uniform", description="uniform: segment midpoints; random: one random frame per segment (training)."
+        default="uniform",
+        description="uniform: segment midpoints; random: one random frame per segment (training).",
     )
     seed: int | None = Field(default=None, description="Seed for random sampling.")
 
@@ -119,7 +136,9 @@ class KeyFrame(BaseModel):
     frame_index: int
     time: float
     score: float | None = None
-    position: int | None = Field(default=None, description="Position among candidates (None if not a candidate).")
+    position: int | None = Field(
+        default=None, description="Position among candidates (None if not a candidate)."
+    )
 
 
 class ModelInfo(BaseModel):
@@ -164,7 +183,9 @@ class AnswerResult(BaseModel):
     frame_times: list[float]
     decoding: str
     answerer: str = "concat"
-    step0_token: str | None = Field(default=None, description="Greedy decoder token at step 0 (normally '▁Option').")
+    step0_token: str | None = Field(
+        default=None, description="Greedy decoder token at step 0 (normally '▁Option')."
+    )
     step0_is_option: bool | None = None
     truncated: bool = Field(default=False, description="The prompt hit the 77-token limit.")
     votes: list[int] | None = Field(default=None, description="Per-frame answers (voting only).")

@@ -53,14 +53,32 @@ def tiny_config() -> Blip2Config:
     """BLIP-2 config at toy size with SeViLA's layout (224 px, patch 14 -> 257 tokens, 32 queries,
     cross-attention every 2nd Q-Former layer as in the real model)."""
     vision = Blip2VisionConfig(
-        hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, image_size=224, patch_size=14
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        image_size=224,
+        patch_size=14,
     )
     qformer = Blip2QFormerConfig(
-        hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, cross_attention_frequency=2
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        cross_attention_frequency=2,
     )
     text = T5Config(
-        vocab_size=len(tiny_tokenizer()),  # every id the tiny model can emit decodes to a piece d_model=64, d_kv=16, d_ff=128, num_layers=2, num_decoder_layers=2, num_heads=4,
-        feed_forward_proj="gated-gelu", tie_word_embeddings=False, decoder_start_token_id=0, pad_token_id=0,
+        vocab_size=len(tiny_tokenizer()),  # every id the tiny model can emit decodes to a piece
+        d_model=64,
+        d_kv=16,
+        d_ff=128,
+        num_layers=2,
+        num_decoder_layers=2,
+        num_heads=4,
+        feed_forward_proj="gated-gelu",
+        tie_word_embeddings=False,
+        decoder_start_token_id=0,
+        pad_token_id=0,
         eos_token_id=1,
     )
     return Blip2Config(vision_config=vision, qformer_config=qformer, text_config=text, num_query_tokens=32)

@@ -38,8 +38,10 @@ from sevila_tools.video import frames_at_times
 def model_info(runtime: SevilaRuntime) -> ModelInfo:
     """Provenance block attached to every result."""
     return ModelInfo(
-        model=str(runtime.info.get("model")), checkpoint=runtime.info.get("checkpoint"),
-        random_weights=runtime.random_weights, device=str(runtime.device),
+        model=str(runtime.info.get("model")),
+        checkpoint=runtime.info.get("checkpoint"),
+        random_weights=runtime.random_weights,
+        device=str(runtime.device),
     )
 
 
@@ -56,7 +58,10 @@ class Tool:
     result_model: ClassVar[type[BaseModel]]
 
     def __init__(
-        self, runtime: SevilaRuntime, decoder: str = "auto", cache: FeatureStore | None = None,
+        self,
+        runtime: SevilaRuntime,
+        decoder: str = "auto",
+        cache: FeatureStore | None = None,
         dataset: str | None = None,
     ) -> None:
         self.runtime = runtime
@@ -65,7 +70,9 @@ class Tool:
         self.dataset = dataset
 
     def __call__(self, request: BaseModel | dict[str, Any]) -> Any:
-        req = self.request_model.model_validate(request if isinstance(request, dict) else request.model_dump())
+        req = self.request_model.model_validate(
+            request if isinstance(request, dict) else request.model_dump()
+        )
         return self.run(req)
 
     def run(self, req: Any) -> Any:  # pragma: no cover - abstract
@@ -83,7 +90,9 @@ class Localizer(Tool):
     request_model: ClassVar[type[BaseModel]] = LocalizeRequest
     result_model: ClassVar[type[BaseModel]] = LocalizeResult
 
-    def __init__(self, *args: Any, selector_options: dict[str, dict[str, Any]] | None = None, **kw: Any) -> None:
+    def __init__(
+        self, *args: Any, selector_options: dict[str, dict[str, Any]] | None = None, **kw: Any
+    ) -> None:
         super().__init__(*args, **kw)
         self.selector_options = selector_options or {}
         self._selectors: dict[str, Selector] = {}
@@ -98,12 +107,20 @@ class Localizer(Tool):
         return self._selectors[name]
 
     def frames(self, video: str, num_frames: int, start: float | None, end: float | None) -> FrameSet:
-        return load_frame_set(self.runtime, video, num_frames, start, end, decoder=self.decoder, cache=self.cache)
+        return load_frame_set(
+            self.runtime, video, num_frames, start, end, decoder=self.decoder, cache=self.cache
+        )
 
     def select(self, req: LocalizeRequest, fs: FrameSet) -> Selection:
         inp = SelectorInput(
-            video=req.video, candidates=fs.frames, question=req.question, options=list(req.options),
-            start=req.start, end=req.end, raw_features=fs.raw, answer=req.answer,
+            video=req.video,
+            candidates=fs.frames,
+            question=req.question,
+            options=list(req.options),
+            start=req.start,
+            end=req.end,
+            raw_features=fs.raw,
+            answer=req.answer,
         )
         return self.selector(req.selector).select(inp, req.num_keyframes)
 
@@ -112,22 +129,37 @@ class Localizer(Tool):
         chosen = {p for p in sel.candidate_positions if p is not None}
         frames = [
             FrameScore(
-                position=p, frame_index=idx, time=t,
+                position=p,
+                frame_index=idx,
+                time=t,
                 score=None if sel.candidate_scores is None else sel.candidate_scores[p],
-                yes_prob=None if probs is None else probs[p], keyframe=p in chosen,
+                yes_prob=None if probs is None else probs[p],
+                keyframe=p in chosen,
             )
             for p, (idx, t) in enumerate(zip(fs.frames.indices, fs.frames.timestamps, strict=True))
         ]
         keyframes = [
             KeyFrame(frame_index=i, time=t, score=s, position=p)
-            for i, t, s, p in zip(sel.frame_indices, sel.times, sel.scores, sel.candidate_positions, strict=True)
+            for i, t, s, p in zip(
+                sel.frame_indices, sel.times, sel.scores, sel.candidate_positions, strict=True
+            )
         ]
         extra = {k: v for k, v in sel.extra.items() if k not in ("yes_prob", "prompt")}
         return LocalizeResult(
-            video=req.video, question=req.question, options=list(req.options), selector=sel.selector,
-            num_frames=req.num_frames, num_keyframes=req.num_keyframes, fps=fs.frames.fps, padded=fs.frames.padded,
-            frames=frames, keyframes=keyframes, prompt=sel.extra.get("prompt"),
-            selection={"config": sel.config, **extra}, model=model_info(self.runtime), notice=notice(self.runtime),
+            video=req.video,
+            question=req.question,
+            options=list(req.options),
+            selector=sel.selector,
+            num_frames=req.num_frames,
+            num_keyframes=req.num_keyframes,
+            fps=fs.frames.fps,
+            padded=fs.frames.padded,
+            frames=frames,
+            keyframes=keyframes,
+            prompt=sel.extra.get("prompt"),
+            selection={"config": sel.config, **extra},
+            model=model_info(self.runtime),
+            notice=notice(self.runtime),
         )
 
     def run(self, req: LocalizeRequest) -> LocalizeResult:
@@ -147,8 +179,15 @@ class Answerer(Tool):
     result_model: ClassVar[type[BaseModel]] = AnswerResult
 
     def answer_features(
-        self, video: str, raw_keyframes: torch.Tensor, question: str, options: list[str], frame_indices: list[int],
-        frame_times: list[float], decoding: str = "faithful", answerer: str = "concat",
+        self,
+        video: str,
+        raw_keyframes: torch.Tensor,
+        question: str,
+        options: list[str],
+        frame_indices: list[int],
+        frame_times: list[float],
+        decoding: str = "faithful",
+        answerer: str = "concat",
     ) -> AnswerResult:
         """Answer from raw ViT features of the keyframes ``(K, L, D)`` (temporal order)."""
         if not 2 <= len(options) <= len(LETTERS):
@@ -174,11 +213,24 @@ class Answerer(Tool):
             raise InputError(f"unknown answerer {answerer!r}; use concat or voting")
         step0_piece = self.runtime.token_str(step0)
         return AnswerResult(
-            video=video, question=question, options=list(options), answer_index=index, answer_letter=LETTERS[index],
-            answer_text=options[index], option_probs=probs, frame_indices=list(frame_indices),
-            frame_times=list(frame_times), decoding=decoding, answerer=answerer, step0_token=step0_piece,
-            step0_is_option=step0 == self.runtime.ids.option, truncated=out.truncated[0], votes=votes,
-            prompt=qa_text, model=model_info(self.runtime), notice=notice(self.runtime),
+            video=video,
+            question=question,
+            options=list(options),
+            answer_index=index,
+            answer_letter=LETTERS[index],
+            answer_text=options[index],
+            option_probs=probs,
+            frame_indices=list(frame_indices),
+            frame_times=list(frame_times),
+            decoding=decoding,
+            answerer=answerer,
+            step0_token=step0_piece,
+            step0_is_option=step0 == self.runtime.ids.option,
+            truncated=out.truncated[0],
+            votes=votes,
+            prompt=qa_text,
+            model=model_info(self.runtime),
+            notice=notice(self.runtime),
         )
 
     def run(self, req: AnswerRequest) -> AnswerResult:
@@ -186,13 +238,24 @@ class Answerer(Tool):
             frames = frames_at_times(req.video, req.timestamps, decoder=self.decoder)
         else:
             frames = load_frame_set(
-                self.runtime, req.video, req.num_frames, req.start, req.end, decoder=self.decoder, cache=self.cache
+                self.runtime,
+                req.video,
+                req.num_frames,
+                req.start,
+                req.end,
+                decoder=self.decoder,
+                cache=self.cache,
             ).frames
         order = sorted(range(len(frames.indices)), key=lambda i: frames.indices[i])
         raw = self.runtime.vit(frames.frames[order])
         return self.answer_features(
-            req.video, raw, req.question, list(req.options), [frames.indices[i] for i in order],
-            [frames.timestamps[i] for i in order], req.decoding,
+            req.video,
+            raw,
+            req.question,
+            list(req.options),
+            [frames.indices[i] for i in order],
+            [frames.timestamps[i] for i in order],
+            req.decoding,
         )
 
 
@@ -214,16 +277,30 @@ class PseudoLabeller(Tool):
 
     def run(self, req: PseudoLabelRequest) -> PseudoLabelResult:
         fs = load_frame_set(
-            self.runtime, req.video, req.num_frames, req.start, req.end, decoder=self.decoder,
-            mode=req.sampling, seed=req.seed, cache=self.cache if req.sampling == "uniform" else None,
+            self.runtime,
+            req.video,
+            req.num_frames,
+            req.start,
+            req.end,
+            decoder=self.decoder,
+            mode=req.sampling,
+            seed=req.seed,
+            cache=self.cache if req.sampling == "uniform" else None,
         )
         preds = self.label_features(fs.raw, req.question, list(req.options), req.answer)
         labels = [
-            FrameLabel(position=p, frame_index=i, time=t, predicted=pred, label="yes" if pred == req.answer else "no")
+            FrameLabel(
+                position=p, frame_index=i, time=t, predicted=pred, label="yes" if pred == req.answer else "no"
+            )
             for p, (i, t, pred) in enumerate(zip(fs.frames.indices, fs.frames.timestamps, preds, strict=True))
         ]
         rate = sum(lab.label == "yes" for lab in labels) / len(labels)
         return PseudoLabelResult(
-            video=req.video, question=req.question, answer=req.answer, labels=labels, positive_rate=rate,
-            model=model_info(self.runtime), notice=notice(self.runtime),
+            video=req.video,
+            question=req.question,
+            answer=req.answer,
+            labels=labels,
+            positive_rate=rate,
+            model=model_info(self.runtime),
+            notice=notice(self.runtime),
         )

@@ -35,3 +35,28 @@ def shared_data() -> Path:
             pytest.fail(msg + "; SEVILA_REQUIRE_SHARED=1 forbids skipping")
         pytest.skip(msg)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_runtime():
+    """The seeded tiny random SeViLA runtime on CPU (shared by the whole session; never mutate it)."""
+    from sevila_tools.loading import load_runtime
+
+    return load_runtime("tiny-random", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def video_file(tmp_path_factory) -> Path:
+    """A 3-s synthetic clip (90 frames at 30 fps, moving square + frame counter)."""
+    from sevila_tools.testing import make_video
+
+    return make_video(tmp_path_factory.mktemp("videos") / "clip.mp4", num_frames=90, fps=30)
+
+
+@pytest.fixture(scope="session")
+def scene_video(tmp_path_factory) -> Path:
+    """Four solid-colour scenes of 30 frames each (red, green, blue, white)."""
+    from sevila_tools.testing import make_scene_video
+
+    scenes = [(30, (255, 0, 0)), (30, (0, 255, 0)), (30, (0, 0, 255)), (30, (255, 255, 255))]
+    return make_scene_video(tmp_path_factory.mktemp("scenes") / "scenes.mp4", scenes=scenes, fps=30)

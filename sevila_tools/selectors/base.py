@@ -48,7 +48,8 @@ class Selection(BaseModel):
     candidate_frame_indices: list[int] = Field(description="Native frame indices of all candidates.")
     candidate_times: list[float] = Field(description="Timestamps (s) of all candidates.")
     candidate_scores: list[float] | None = Field(
-        default=None, description="Per-candidate score used for ranking (None if the selector does not score)."
+        default=None,
+        description="Per-candidate score used for ranking (None if the selector does not score).",
     )
     frame_indices: list[int] = Field(description="Selected native frame indices, sorted ascending.")
     times: list[float] = Field(description="Timestamps (s) of the selected frames.")
@@ -56,7 +57,9 @@ class Selection(BaseModel):
         description="For each selected frame, its position among the candidates (None if not a candidate)."
     )
     scores: list[float | None] = Field(description="Score of each selected frame (None if unscored).")
-    extra: dict[str, Any] = Field(default_factory=dict, description="Selector-specific record (raw outputs...).")
+    extra: dict[str, Any] = Field(
+        default_factory=dict, description="Selector-specific record (raw outputs...)."
+    )
 
 
 class Selector(ABC):

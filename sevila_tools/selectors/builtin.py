@@ -28,7 +28,9 @@ class UniformSelector(Selector):
     These are generally *not* among the candidates (every 8th of 32 is a different rule, ``selectors.md`` §2)."""
 
     name: ClassVar[str] = "uniform"
-    description: ClassVar[str] = "k frames evenly spread over the video (segment midpoints); ignores the question."
+    description: ClassVar[str] = (
+        "k frames evenly spread over the video (segment midpoints); ignores the question."
+    )
 
     def select(self, inp: SelectorInput, k: int) -> Selection:
         cand = inp.candidates
@@ -82,7 +84,9 @@ class LocalizerSelector(Selector):
     """SeViLA's Localizer: top-k candidates by the raw first-step 'yes' logit, then temporal order."""
 
     name: ClassVar[str] = "localizer"
-    description: ClassVar[str] = "SeViLA Localizer: frames whose content answers the question (language-aware)."
+    description: ClassVar[str] = (
+        "SeViLA Localizer: frames whose content answers the question (language-aware)."
+    )
 
     def __init__(self, runtime: SevilaRuntime, dataset: str | None = None) -> None:
         self.runtime = runtime
@@ -113,7 +117,9 @@ class OracleSelector(Selector):
     the highest single-frame probability of the gold option. Needs the gold answer."""
 
     name: ClassVar[str] = "oracle"
-    description: ClassVar[str] = "Upper bound: frames where the single-frame Answerer is right (needs the gold answer)."
+    description: ClassVar[str] = (
+        "Upper bound: frames where the single-frame Answerer is right (needs the gold answer)."
+    )
 
     def __init__(self, runtime: SevilaRuntime, dataset: str | None = None) -> None:
         self.runtime = runtime
@@ -128,12 +134,18 @@ class OracleSelector(Selector):
         if len(inp.options) < 2:
             raise InputError("the oracle selector needs multiple-choice options")
         _, qa_text = prompts_for(self.dataset, inp.question, inp.options)
-        out = self.runtime.frame_answers(_raw(self.runtime, inp)[None], [qa_text], len(inp.options), "faithful")
+        out = self.runtime.frame_answers(
+            _raw(self.runtime, inp)[None], [qa_text], len(inp.options), "faithful"
+        )
         preds = out.predictions
         gold_prob = out.probs[:, inp.answer].tolist()
         positions = topk_sorted(gold_prob, k)
         return selection_from_positions(
-            self.name, inp, positions, gold_prob, self.config(),
+            self.name,
+            inp,
+            positions,
+            gold_prob,
+            self.config(),
             extra={"per_frame_predictions": preds, "any_correct": any(p == inp.answer for p in preds)},
         )
 

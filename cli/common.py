@@ -1,0 +1,156 @@
+"""Shared CLI plumbing: one-line errors, ``--debug``, common options, runtime loading, JSON output.
+
+Every command body is wrapped with :func:`guarded`: a user error prints ``error: <one line>`` on stderr and
+exits non-zero; ``--debug`` (or ``SEVILA_DEBUG=1``) shows the full traceback instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from pydantic import BaseModel, ValidationError
+from rich.console import Console
+
+from sevila_tools.errors import SevilaError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class _State:
+    debug: bool = os.environ.get("SEVILA_DEBUG", "") == "1"
+
+
+STATE = _State()
+
+
+def one_line(exc: BaseException) -> str:
+    """A one-line description of an exception, for users."""
+    if isinstance(exc, ValidationError):
+        parts = []
+        for err in exc.errors():
+            loc = ".".join(str(x) for x in err.get("loc", ()) if x != "__root__")
+            msg = err.get("msg", "").removeprefix("Value error, ")
+            parts.append(f"{loc}: {msg}" if loc else msg)
+        return "invalid request: " + "; ".join(parts)
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if not isinstance(exc, SevilaError):
+        text = f"{type(exc).__name__}: {text}"
+    return text[:500]
+
+
+def exit_code(exc: BaseException) -> int:
+    if isinstance(exc, SevilaError):
+        return exc.exit_code
+    if isinstance(exc, ValidationError):
+        return 2
+    return 1
+
+
+def guarded(fn: F) -> F:
+    """Decorator for command functions: user errors -> one stderr line + non-zero exit (traceback with --debug)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            err_console.print("interrupted")
+            raise typer.Exit(130) from None
+        except Exception as exc:  # noqa: BLE001 - the point of this wrapper
+            if STATE.debug:
+                raise
+            err_console.print(f"[red]error:[/red] {one_line(exc)}", highlight=False, soft_wrap=True)
+            raise typer.Exit(exit_code(exc)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def print_json(obj: BaseModel | dict[str, Any] | list[Any]) -> None:
+    """Print one JSON object on stdout (machine output)."""
+    data = obj.model_dump(mode="json") if isinstance(obj, BaseModel) else obj
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+# ---------------------------------------------------------------------------------------------- common options
+ModelOpt = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        "-m",
+        help="tiny-random, a folder from `sevila convert`, or a BLIP-2 Flan-T5 id/folder.",
+        envvar="SEVILA_MODEL",
+    ),
+]
+CheckpointOpt = Annotated[
+    str,
+    typer.Option(
+        "--checkpoint",
+        "-c",
+        help="SeViLA weights: auto, none, a .pth/.safetensors file, or hf://owner/repo/file.",
+        envvar="SEVILA_CHECKPOINT",
+    ),
+]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
+DecoderOpt = Annotated[str, typer.Option("--decoder", help="Video reader: auto, decord or pyav.")]
+TrustOpt = Annotated[
+    bool,
+    typer.Option(
+        "--trust-checkpoint", help="Allow pickled objects in checkpoints (runs code: trusted files only)."
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")]
+FramesOpt = Annotated[
+    int, typer.Option("--frames", "-n", min=1, max=256, help="Candidate frames sampled uniformly.")
+]
+KeyframesOpt = Annotated[int, typer.Option("--keyframes", "-k", min=1, max=64, help="Keyframes kept.")]
+StartOpt = Annotated[float | None, typer.Option("--start", min=0, help="Window start (s).")]
+EndOpt = Annotated[float | None, typer.Option("--end", min=0, help="Window end (s).")]
+OptionOpt = Annotated[
+    list[str] | None, typer.Option("--option", "-o", help="An answer option (repeat, at most 5).")
+]
+DEFAULT_MODEL = "Salesforce/blip2-flan-t5-xl"
+
+
+def load_runtime_cli(
+    model: str,
+    checkpoint: str = "auto",
+    device: str = "auto",
+    trust_checkpoint: bool = False,
+    quiet: bool = False,
+) -> Any:
+    """Load the runtime with a status line on stderr."""
+    from sevila_tools.loading import load_runtime
+
+    if quiet:
+        return load_runtime(model, checkpoint, device=device, trust_checkpoint=trust_checkpoint)
+    with err_console.status(f"loading {model} ..."):
+        rt = load_runtime(model, checkpoint, device=device, trust_checkpoint=trust_checkpoint)
+    if rt.random_weights:
+        err_console.print(
+            "[yellow]note:[/yellow] random weights (tiny-random preset): outputs are meaningless"
+        )
+    return rt
+
+
+def existing_file(path: Path, what: str = "file") -> Path:
+    """Clear one-line errors for a missing path or a directory."""
+    from sevila_tools.errors import InputError
+
+    if not path.exists():
+        raise InputError(f"{what} not found: {path}")
+    if path.is_dir():
+        raise InputError(f"{what} is a directory, expected a file: {path}")
+    return path

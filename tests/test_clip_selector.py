@@ -1,0 +1,296 @@
+"""CLIP similarity selector: tiny random CLIP, synthetic videos, real CLIP BPE tokenizer (shared data)."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sevila_tools.errors import InputError, ModelLoadError
+from sevila_tools.prompts import answerer_prompt
+from sevila_tools.selectors.base import REGISTRY, SelectorInput
+from sevila_tools.selectors.clip import (
+    CLIPSelector,
+    build_text,
+    build_tiny_clip,
+    clip_pixel_values,
+    clip_tokenizer_from_bpe,
+    embedding_tensor,
+    load_clip,
+    resize_short_center_crop,
+)
+from sevila_tools.testing import make_video
+from sevila_tools.video import preprocess, read_frames, sample_frames
+
+QUESTION = "why did the boy run?"
+OPTIONS = ["to play.", "to eat.", "he was hungry.", "to look at the dog.", "to sit down."]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    model, tok, cfg = build_tiny_clip(seed=0)
+    return model, tok, cfg
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    path = make_video(
+        tmp_path_factory.mktemp("clipvid") / "v.mp4", num_frames=90, fps=30, width=320, height=240
+    )
+    return path, sample_frames(path, 32)
+
+
+def _inp(video, question=QUESTION, options=OPTIONS):
+    path, cand = video
+    return SelectorInput(video=str(path), candidates=cand, question=question, options=list(options))
+
+
+def _independent_scores(model, tok, pixel_values, text):
+    """Normalise + dot product computed directly from the HF model."""
+    with torch.no_grad():
+        img = model.get_image_features(pixel_values=pixel_values)
+        img = img if isinstance(img, torch.Tensor) else img.pooler_output
+        enc = tok([text], padding=True, truncation=True, max_length=77, return_tensors="pt")
+        txt = model.get_text_features(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
+        txt = txt if isinstance(txt, torch.Tensor) else txt.pooler_output
+    img = img / img.norm(dim=-1, keepdim=True)
+    txt = txt / txt.norm(dim=-1, keepdim=True)
+    return (img @ txt[0]).numpy()
+
+
+def test_registered():
+    assert REGISTRY["clip"] is CLIPSelector
+
+
+@pytest.mark.parametrize("pixels", ["native_crop", "sevila_224"])
+def test_select_sorted_in_range_deterministic(tiny, video, pixels):
+    model, tok, _ = tiny
+    sel = CLIPSelector(model, tok, pixels=pixels)
+    a = sel.select(_inp(video), 4)
+    b = CLIPSelector(model, tok, pixels=pixels).select(_inp(video), 4)
+    cand = video[1]
+    assert len(a.frame_indices) == 4
+    assert a.frame_indices == sorted(a.frame_indices)
+    assert all(0 <= i < cand.num_video_frames for i in a.frame_indices)
+    assert set(a.frame_indices) <= set(cand.indices)
+    assert a.frame_indices == b.frame_indices and a.candidate_scores == b.candidate_scores
+    assert len(a.candidate_scores) == 32
+    assert a.selector == "clip" and a.config["pixels"] == pixels and a.extra["pixels"] == pixels
+    assert a.extra["text_mode"] == "question_options" and a.extra["truncated"] is False
+    # the k best scores, ties -> lower index
+    order = sorted(range(32), key=lambda i: (-a.candidate_scores[i], i))[:4]
+    assert a.candidate_positions == sorted(order)
+    assert [a.candidate_scores[p] for p in a.candidate_positions] == a.scores
+    emb = sel.frame_embeddings(_inp(video))
+    for k in (1, 7, 32):
+        assert len(sel.select_with_embeddings(_inp(video), k, emb).frame_indices) == k
+
+
+def test_scores_equal_independent_cosine_sevila_224(tiny, video):
+    model, tok, _ = tiny
+    sel = CLIPSelector(model, tok, pixels="sevila_224").select(_inp(video), 4)
+    text = " ".join([QUESTION, *OPTIONS])
+    ref = _independent_scores(model, tok, preprocess(video[1].frames).float(), text)
+    np.testing.assert_allclose(sel.candidate_scores, ref, atol=1e-5)
+
+
+def test_scores_equal_independent_cosine_native_crop(tiny, video):
+    model, tok, _ = tiny
+    path, cand = video
+    sel = CLIPSelector(model, tok, pixels="native_crop", text_mode="question_only").select(_inp(video), 4)
+    native, _ = read_frames(path, cand.indices, size=None)
+    assert native.shape[1:] == (240, 320, 3)
+    ref = _independent_scores(model, tok, clip_pixel_values(native), QUESTION)
+    np.testing.assert_allclose(sel.candidate_scores, ref, atol=1e-5)
+
+
+def test_native_crop_matches_hf_clip_image_processor(video):
+    from transformers import CLIPImageProcessor
+
+    path, cand = video
+    native, _ = read_frames(path, cand.indices[:4], size=None)
+    ours = clip_pixel_values(native)
+    assert ours.shape == (4, 3, 224, 224)
+    hf = CLIPImageProcessor()(images=list(native), return_tensors="pt")["pixel_values"]
+    diff = (ours - hf).abs()
+    assert float(diff.max()) < 0.06 and float(diff.mean()) < 2e-3
+
+
+def test_resize_short_center_crop_geometry():
+    frames = np.zeros((1, 240, 320, 3), np.uint8)
+    frames[0, :, 160:] = 255  # right half white
+    out = resize_short_center_crop(frames)
+    assert out.shape == (1, 3, 224, 224)
+    # 240x320 -> 224x298, crop offset (298 - 224) // 2 = 37: the edge at x=149 lands at 149 - 37 = 112
+    row = out[0, 0, 100]
+    assert float(row[:105].max()) == 0 and float(row[120:].min()) == 255
+    tall = resize_short_center_crop(np.zeros((2, 300, 100, 3), np.uint8), 224)
+    assert tall.shape == (2, 3, 224, 224)
+
+
+def test_embedding_tensor_accepts_both_output_kinds():
+    from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+    t = torch.randn(2, 8)
+    assert embedding_tensor(t) is t
+    assert (
+        embedding_tensor(BaseModelOutputWithPooling(last_hidden_state=torch.zeros(2, 3, 8), pooler_output=t))
+        is t
+    )
+    with pytest.raises(TypeError):
+        embedding_tensor({"nothing": 1})
+
+
+def test_text_modes():
+    assert build_text("q?", ["a.", "b."], "question_options") == "q? a. b."
+    assert build_text("q?", ["a.", "b."], "question_only") == "q?"
+    assert build_text("q?", ["a.", "b."], "sevila_prompt") == answerer_prompt("q?", ["a.", "b."])
+    with pytest.raises(InputError):
+        build_text("q?", [], "nope")
+
+
+@pytest.mark.parametrize("mode", ["question_options", "sevila_prompt", "question_only"])
+def test_text_mode_recorded(tiny, video, mode):
+    model, tok, _ = tiny
+    s = CLIPSelector(model, tok, text_mode=mode, pixels="sevila_224").select(_inp(video), 4)
+    assert s.extra["text_mode"] == mode and s.config["text_mode"] == mode
+    assert s.extra["texts"] == [build_text(QUESTION, OPTIONS, mode)]
+
+
+def test_truncation_logged_and_recorded(tiny, video, caplog):
+    model, tok, _ = tiny
+    long_q = "why " * 90 + "?"
+    sel = CLIPSelector(model, tok, pixels="sevila_224")
+    with caplog.at_level(logging.WARNING, logger="sevila_tools.selectors.clip"):
+        s = sel.select(_inp(video, question=long_q), 4)
+    assert s.extra["truncated"] is True and s.extra["long_text_used"] == "truncate"
+    assert s.extra["full_text_tokens"] > 77
+    assert any("truncated" in r.getMessage() for r in caplog.records)
+    # truncation keeps BOS and EOS inside the 77 tokens
+    ids = tok(long_q, truncation=True, max_length=77).input_ids
+    assert len(ids) == 77 and ids[0] == tok.bos_token_id and ids[-1] == tok.eos_token_id
+
+
+def test_per_option_mean(tiny, video):
+    model, tok, _ = tiny
+    question = "what " * 55 + "?"
+    options = ["the boy " * 6 + "run.", "the dog " * 6 + "sit."]
+    sel = CLIPSelector(model, tok, pixels="sevila_224", long_text="per_option_mean")
+    s = sel.select(_inp(video, question=question, options=options), 4)
+    assert s.extra["long_text_used"] == "per_option_mean"
+    assert s.extra["texts"] == [f"{question} {o}" for o in options]
+    with torch.no_grad():
+        enc = tok(s.extra["texts"], padding=True, truncation=True, max_length=77, return_tensors="pt")
+        txt = embedding_tensor(model.get_text_features(**enc))
+        img = embedding_tensor(model.get_image_features(pixel_values=preprocess(video[1].frames).float()))
+    txt = F.normalize(F.normalize(txt, dim=-1).mean(0), dim=0)
+    ref = (F.normalize(img, dim=-1) @ txt).numpy()
+    np.testing.assert_allclose(s.candidate_scores, ref, atol=1e-5)
+    # short text: per_option_mean is a fallback only, the text is used unchanged
+    short = sel.select(_inp(video), 4)
+    assert short.extra["long_text_used"] == "none" and len(short.extra["texts"]) == 1
+
+
+def test_feature_cache_reused_across_text_modes(tiny, video, monkeypatch):
+    model, tok, _ = tiny
+    cache: dict = {}
+    a = CLIPSelector(model, tok, pixels="sevila_224", feature_cache=cache)
+    a.select(_inp(video), 4)
+    b = CLIPSelector(model, tok, pixels="sevila_224", text_mode="question_only", feature_cache=cache)
+    monkeypatch.setattr(
+        b, "candidate_pixels", lambda inp: (_ for _ in ()).throw(AssertionError("recomputed"))
+    )
+    s = b.select(_inp(video), 4)
+    emb = a.frame_embeddings(_inp(video))
+    assert s == b.select_with_embeddings(_inp(video), 4, emb)
+    assert len(cache) == 1
+
+
+def test_invalid_arguments(tiny, video):
+    model, tok, _ = tiny
+    with pytest.raises(InputError):
+        CLIPSelector(model, tok, pixels="bogus")
+    with pytest.raises(InputError):
+        CLIPSelector(model, tok, text_mode="bogus")
+    with pytest.raises(InputError):
+        CLIPSelector(model, tok, long_text="bogus")
+    with pytest.raises(InputError):
+        CLIPSelector(model)  # model object without tokenizer
+    sel = CLIPSelector(model, tok, pixels="sevila_224")
+    with pytest.raises(InputError):
+        sel.select(_inp(video), 33)
+    with pytest.raises(InputError):
+        sel.select(_inp(video, question="  "), 4)
+
+
+def test_load_clip_unknown_id_offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelLoadError) as err:
+        load_clip("no-such-org/no-such-clip-model")
+    msg = str(err.value)
+    assert "\n" not in msg and "no-such-org/no-such-clip-model" in msg and "offline" in msg
+    sel = CLIPSelector("no-such-org/no-such-clip-model")  # lazy: fails on first use only
+    with pytest.raises(ModelLoadError):
+        _ = sel.model
+
+
+def test_load_clip_local_folder_roundtrip(tiny, tmp_path):
+    model, tok, _ = tiny
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    loaded, ltok = load_clip(tmp_path)
+    assert ltok("why did the dog run?").input_ids == tok("why did the dog run?").input_ids
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, loaded.state_dict()[k])
+    with pytest.raises(ModelLoadError):
+        load_clip(tmp_path / "config.json")  # a file, not a folder
+
+
+def test_real_bpe_tokenizer(shared_data):
+    tok = clip_tokenizer_from_bpe(shared_data / "clip" / "bpe_simple_vocab_16e6.txt.gz")
+    assert len(tok) == 49408
+    assert tok.bos_token_id == 49406 and tok.eos_token_id == 49407 and tok.pad_token_id == 49407
+    assert tok.convert_ids_to_tokens(49406) == "<|startoftext|>"
+    assert tok("a photo of a cat!").input_ids == [49406, 320, 1125, 539, 320, 2368, 256, 49407]
+    assert tok("A Photo").input_ids == tok("a photo").input_ids  # lower-cases
+    long = " ".join(["pizza"] * 120)
+    ids = tok(long, truncation=True, max_length=77).input_ids
+    assert len(ids) == 77 and ids[0] == 49406 and ids[-1] == 49407
+    ids32 = tok(long, truncation=True, max_length=32).input_ids
+    assert len(ids32) == 32 and ids32[0] == 49406 and ids32[-1] == 49407
+    batch = tok(["a cat", "a photo of a dog"], padding=True)
+    assert batch.input_ids[0][-1] == 49407 and batch.attention_mask[0] == [1, 1, 1, 1, 0, 0, 0]
+
+
+def test_real_bpe_tokenizer_with_tiny_clip_selector(shared_data, video):
+    from transformers import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPVisionConfig
+
+    tok = clip_tokenizer_from_bpe(shared_data / "clip" / "bpe_simple_vocab_16e6.txt.gz")
+    torch.manual_seed(0)
+    text = CLIPTextConfig(
+        vocab_size=49408,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        bos_token_id=49406,
+        eos_token_id=49407,
+        pad_token_id=49407,
+    )
+    vision = CLIPVisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        image_size=224,
+        patch_size=32,
+    )
+    model = CLIPModel(
+        CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=16)
+    )
+    s = CLIPSelector(model.eval(), tok, pixels="sevila_224").select(_inp(video), 4)
+    ref = _independent_scores(model, tok, preprocess(video[1].frames).float(), " ".join([QUESTION, *OPTIONS]))
+    np.testing.assert_allclose(s.candidate_scores, ref, atol=1e-5)
