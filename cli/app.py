@@ -19,12 +19,15 @@ from sevila_tools.cli.common import (
     DEFAULT_MODEL,
     STATE,
     CheckpointOpt,
+    ClipModelOpt,
     DecoderOpt,
     DeviceOpt,
     EndOpt,
     FramesOpt,
     JsonOpt,
     KeyframesOpt,
+    LongVideoOpt,
+    MdetrCkptOpt,
     ModelOpt,
     OptionOpt,
     StartOpt,
@@ -35,6 +38,7 @@ from sevila_tools.cli.common import (
     guarded,
     load_runtime_cli,
     print_json,
+    selector_options,
 )
 
 from sevila_tools.errors import InputError
@@ -114,6 +118,9 @@ def localize(
     device: DeviceOpt = "auto",
     decoder: DecoderOpt = "auto",
     trust_checkpoint: TrustOpt = False,
+    clip_model: ClipModelOpt = None,
+    mdetr_checkpoint: MdetrCkptOpt = None,
+    long_video: LongVideoOpt = "sliding",
     json_output: JsonOpt = False,
     plot: Annotated[
         Path | None, typer.Option("--plot", help="Write a PNG: scores over time + keyframes.")
@@ -140,7 +147,9 @@ def localize(
         raise InputError("give at least 2 options to answer (or none to only localize)")
     req = ForwardRequest(**fields) if options else LocalizeRequest(**fields)
     chain = SevilaChain(
-        load_runtime_cli(model, checkpoint, device, trust_checkpoint, quiet=json_output), decoder
+        load_runtime_cli(model, checkpoint, device, trust_checkpoint, quiet=json_output),
+        decoder,
+        selector_options=selector_options(clip_model, mdetr_checkpoint, trust_checkpoint, long_video),
     )
     if options:
         result = chain.forward(req)

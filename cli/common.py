@@ -122,6 +122,31 @@ OptionOpt = Annotated[
     list[str] | None, typer.Option("--option", "-o", help="An answer option (repeat, at most 5).")
 ]
 DEFAULT_MODEL = "Salesforce/blip2-flan-t5-xl"
+ClipModelOpt = Annotated[
+    str | None, typer.Option("--clip-model", help="CLIP id/folder for clip/scene/moment_detr selectors.")
+]
+MdetrCkptOpt = Annotated[
+    str | None, typer.Option("--mdetr-checkpoint", help="Moment-DETR checkpoint (official model_best.ckpt).")
+]
+LongVideoOpt = Annotated[
+    str, typer.Option("--long-video", help="Moment-DETR on videos > 150 s: refuse, stride or sliding.")
+]
+
+
+def selector_options(
+    clip_model: str | None = None,
+    mdetr_checkpoint: str | None = None,
+    trust_checkpoint: bool = False,
+    long_video: str = "sliding",
+) -> dict[str, dict[str, Any]]:
+    """Per-selector construction options from the shared CLI flags."""
+    clip: dict[str, Any] = {"model": clip_model} if clip_model else {}
+    mdetr: dict[str, Any] = {"long_video": long_video, "trusted": trust_checkpoint}
+    if mdetr_checkpoint:
+        mdetr["checkpoint"] = mdetr_checkpoint
+    if clip_model:
+        mdetr["clip_model"] = clip_model
+    return {"clip": dict(clip), "scene": dict(clip), "moment_detr": mdetr}
 
 
 def load_runtime_cli(

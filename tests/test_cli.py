@@ -175,3 +175,19 @@ def test_installed_entry_point_json_and_errors(video_file, tmp_path):
         timeout=300,
     )
     assert p.returncode != 0 and "Traceback" in p.stderr
+
+
+@pytest.mark.parametrize("selector", ["uniform", "random", "localizer", "clip", "moment_detr", "scene"])
+def test_localize_with_every_selector_offline(video_file, selector):
+    r = run("localize", video_file, "what is the square doing?", "-o", "left.", "-o", "right.", "-n", 8, "-k", 2,
+            "--selector", selector, "--json", *TINY)
+    assert r.exit_code == 0, r.output
+    res = ForwardResult.model_validate_json(r.stdout)
+    idx = [k.frame_index for k in res.localization.keyframes]
+    assert len(idx) == 2 and idx == sorted(idx) and all(0 <= i < 90 for i in idx)
+    assert res.localization.selector == selector
+
+
+def test_oracle_needs_gold_answer(video_file):
+    r = run("localize", video_file, "q?", "-o", "a.", "-o", "b.", "-n", 8, "-k", 2, "--selector", "oracle", *TINY)
+    assert r.exit_code != 0 and "gold answer" in r.stderr
