@@ -118,9 +118,17 @@ class SevilaModel(nn.Module):
 
     # ------------------------------------------------------------------ forward pieces
     def vision_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Raw ViT output of the last block, ``(N, 1 + patches, D)`` (no post-LayerNorm)."""
-        embeddings = self.vision_model.embeddings(pixel_values)
-        return self.vision_model.encoder(inputs_embeds=embeddings).last_hidden_state
+        """Raw ViT output of the last block, ``(N, 1 + patches, D)`` (no post-LayerNorm).
+
+        The embeddings are assembled as LAVIS's EVA ViT does under fp16 autocast: the patch projection runs in
+        the ViT dtype, but the CLS token and position embeddings stay fp32, so the residual stream is fp32
+        (HF's ``Blip2VisionEmbeddings`` would cast them to the patch dtype). On CPU/fp32 both are identical.
+        """
+        emb = self.vision_model.embeddings
+        patches = emb.patch_embedding(pixel_values.to(emb.patch_embedding.weight.dtype)).flatten(2).transpose(1, 2)
+        cls = emb.class_embedding.expand(patches.shape[0], -1, -1)
+        x = torch.cat([cls.float(), patches.float()], dim=1) + emb.position_embedding[:, : patches.shape[1] + 1].float()
+        return self.vision_model.encoder(inputs_embeds=x).last_hidden_state
 
     def frame_queries(self, raw: torch.Tensor, branch: Branch) -> torch.Tensor:
         """Projected Q-Former outputs of one branch for raw ViT features: ``(N, 32, d_t5)`` float32."""
