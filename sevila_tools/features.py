@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import torch
 
 from sevila_tools.runtime import SevilaRuntime
-from sevila_tools.video import SampledFrames, read_frames, sample_frames
+from sevila_tools.video import SampledFrames, check_video_path, read_frames, sample_frames
 
 
 @dataclass
@@ -84,6 +84,7 @@ def load_frame_set(
     cache: FeatureStore | None = None,
 ) -> FrameSet:
     """Sample ``num_frames`` candidates (SeViLA's rule), decode them and compute raw ViT features once."""
+    check_video_path(video)  # one-line VideoError for a missing path / directory before anything else
     key = None
     if cache is not None and mode == "uniform":
         key = frame_set_key(runtime, video, n=num_frames, start=start, end=end, decoder=decoder)

@@ -1,0 +1,137 @@
+"""SeViLA as LangChain tools (langchain-core ``StructuredTool``).
+
+>>> from sevila_tools.agents.langchain_tools import build_tools
+>>> tools = build_tools(model="tiny-random", allow_dirs=["."])  # doctest: +SKIP
+>>> [t.name for t in tools]  # doctest: +SKIP
+['list_selectors', 'localize_keyframes', 'answer_video_question', 'ask_video', 'pseudo_label_frames']
+
+Each tool's ``args_schema`` is the library's pydantic request model (argument names ``video``, ``question``,
+``options``, ``num_frames``, ``num_keyframes``, ``start``, ``end``, ``selector``...), so validation, defaults and
+limits are the same as in Python and over MCP. Tools use ``response_format="content_and_artifact"``: the
+``ToolMessage`` content is a compact JSON string (keyframe times in seconds, scores, the answer and option
+probabilities) and the artifact is ``{"result": <full result dict>, "thumbnails": [<JPEG paths of the
+keyframes>]}``. Bad arguments and failures come back as an error ``ToolMessage`` (``status="error"``) with a
+one-line message instead of raising, so the agent loop continues. All tools share one :class:`ToolService`
+(one runtime, loaded once on first use; one worker thread serving the calls in order).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.tools import BaseTool, StructuredTool, ToolException
+from pydantic import ValidationError
+
+from sevila_tools.agents.service import (
+    DEFAULT_MODEL,
+    SPECS,
+    TOOL_SPECS,
+    ToolService,
+    ToolSpec,
+    describe_error,
+    summary_json,
+)
+
+log = logging.getLogger("sevila_tools.agents")
+
+__all__ = ["ToolService", "build_tools", "make_tool"]
+
+
+def _validation_message(exc: ValidationError) -> str:
+    return describe_error(exc)
+
+
+def make_tool(service: ToolService, spec: ToolSpec | str, thumbnails: bool = True) -> StructuredTool:
+    """One LangChain tool for ``spec`` (a :data:`~sevila_tools.agents.service.TOOL_SPECS` entry or its name)."""
+    if isinstance(spec, str):
+        spec = SPECS[spec]
+    name = spec.name
+
+    def _pack(result: Any) -> tuple[str, dict[str, Any]]:
+        artifact: dict[str, Any] = {"result": result.model_dump(mode="json"), "thumbnails": []}
+        if thumbnails:
+            artifact["thumbnails"] = service.thumbnails(name, result)
+        return summary_json(name, result), artifact
+
+    def run(**kwargs: Any) -> tuple[str, dict[str, Any]]:
+        try:
+            result = service.call(name, kwargs)
+        except Exception as exc:  # noqa: BLE001 - every failure is reported to the model, never raised
+            log.debug("tool %s failed", name, exc_info=True)
+            raise ToolException(f"{name} failed: {describe_error(exc)}") from exc
+        return _pack(result)
+
+    async def arun(**kwargs: Any) -> tuple[str, dict[str, Any]]:
+        try:
+            result = await service.acall(name, kwargs)
+        except Exception as exc:  # noqa: BLE001
+            log.debug("tool %s failed", name, exc_info=True)
+            raise ToolException(f"{name} failed: {describe_error(exc)}") from exc
+        import anyio.to_thread
+
+        return await anyio.to_thread.run_sync(_pack, result)
+
+    run.__name__ = arun.__name__ = name
+    return StructuredTool.from_function(
+        func=run,
+        coroutine=arun,
+        name=name,
+        description=spec.description,
+        args_schema=spec.request_model,
+        infer_schema=False,
+        response_format="content_and_artifact",
+        handle_tool_error=True,
+        handle_validation_error=_validation_message,
+    )
+
+
+def build_tools(
+    runtime: Any = None,
+    model: str = DEFAULT_MODEL,
+    checkpoint: str = "auto",
+    device: str = "auto",
+    *,
+    service: ToolService | None = None,
+    allow_dirs: Sequence[str | os.PathLike[str]] | None = None,
+    output_dir: str | os.PathLike[str] | None = None,
+    decoder: str = "auto",
+    dataset: str | None = None,
+    trust_checkpoint: bool = False,
+    names: Sequence[str] | None = None,
+    thumbnails: bool = True,
+) -> list[BaseTool]:
+    """The SeViLA LangChain tools, all sharing one runtime.
+
+    Args:
+        runtime: an already loaded :class:`~sevila_tools.runtime.SevilaRuntime` to use; else ``model``,
+            ``checkpoint`` and ``device`` are loaded lazily, once, on the first tool call.
+        service: share an existing :class:`ToolService` (e.g. with an MCP server) instead of making one.
+        allow_dirs: only videos whose real path is under one of these folders are accepted (symlinks are
+            resolved); ``None`` accepts any path.
+        output_dir: folder for keyframe thumbnails (default: a temporary folder).
+        names: subset of tool names to return (default: all five).
+        thumbnails: write keyframe thumbnails and return their paths in the artifact.
+
+    Returns:
+        ``list_selectors``, ``localize_keyframes``, ``answer_video_question``, ``ask_video``,
+        ``pseudo_label_frames`` (or the requested subset), in that order. The service is reachable as
+        ``tool.metadata["service"]``.
+    """
+    if service is None:
+        service = ToolService(
+            runtime, model=model, checkpoint=checkpoint, device=device, trust_checkpoint=trust_checkpoint,
+            decoder=decoder, dataset=dataset, allow_dirs=allow_dirs, output_dir=output_dir,
+        )
+    wanted = list(names) if names is not None else [s.name for s in TOOL_SPECS]
+    unknown = [n for n in wanted if n not in SPECS]
+    if unknown:
+        raise ValueError(f"unknown tool name(s) {unknown}; choose from {list(SPECS)}")
+    tools: list[BaseTool] = []
+    for n in wanted:
+        tool = make_tool(service, SPECS[n], thumbnails=thumbnails)
+        tool.metadata = {"service": service}
+        tools.append(tool)
+    return tools
