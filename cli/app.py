@@ -15,6 +15,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+
 from sevila_tools.cli.common import (
     DEFAULT_MODEL,
     STATE,
@@ -40,7 +41,6 @@ from sevila_tools.cli.common import (
     print_json,
     selector_options,
 )
-
 from sevila_tools.errors import InputError
 
 app = typer.Typer(

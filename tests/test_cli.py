@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from sevila_tools.cli.app import app
 from typer.testing import CliRunner
 
+from sevila_tools.cli.app import app
 from sevila_tools.schemas import ForwardResult, LocalizeResult
 
 runner = CliRunner()
