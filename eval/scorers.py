@@ -718,7 +718,7 @@ def metrics_table(metrics: dict) -> Table:
         table.add_column("metric")
         table.add_column("value", justify="right")
         for key, value in metrics["brief"].items():
-            table.add_row(key, f"{value:.2f}")
+            table.add_row(key, "-" if value is None else f"{value:.2f}")
         return table
     n = metrics.get("n")
     n_total = metrics.get("n_total", n)
