@@ -232,9 +232,17 @@ def load_runtime(
 ) -> SevilaRuntime:
     """Load SeViLA once; the returned runtime is shared by every tool.
 
+    ``vit_dtype`` / ``t5_dtype`` (``fp32``, ``fp16``, ``bf16``; env ``SEVILA_VIT_DTYPE`` / ``SEVILA_T5_DTYPE``)
+    override the precision policy (CUDA: ViT fp16, T5 bf16; CPU: fp32).
+
     >>> rt = load_runtime("tiny-random", device="cpu")  # doctest: +SKIP
     """
     dev = resolve_device(device)
+    vit_dtype = vit_dtype or os.environ.get("SEVILA_VIT_DTYPE") or None
+    t5_dtype = t5_dtype or os.environ.get("SEVILA_T5_DTYPE") or None
+    for name, value in (("vit_dtype", vit_dtype), ("t5_dtype", t5_dtype)):
+        if value is not None and value not in ("fp32", "fp16", "bf16"):
+            raise InputError(f"{name} must be fp32, fp16 or bf16 (got {value!r})")
     net, tok, info = build_model(model, checkpoint, trust_checkpoint)
     precision = Precision.for_device(dev, vit=vit_dtype, t5=t5_dtype)
     net.to(dev)

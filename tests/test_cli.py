@@ -191,3 +191,9 @@ def test_localize_with_every_selector_offline(video_file, selector):
 def test_oracle_needs_gold_answer(video_file):
     r = run("localize", video_file, "q?", "-o", "a.", "-o", "b.", "-n", 8, "-k", 2, "--selector", "oracle", *TINY)
     assert r.exit_code != 0 and "gold answer" in r.stderr
+
+
+def test_bad_precision_env(monkeypatch):
+    monkeypatch.setenv("SEVILA_T5_DTYPE", "fp8")
+    r = run("info", *TINY)
+    assert r.exit_code != 0 and "t5_dtype must be fp32, fp16 or bf16" in r.stderr
