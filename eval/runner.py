@@ -774,37 +774,9 @@ def _run_config(cfg: EvalConfig, runtime: Any, predictor: _Predictor | None, dis
 
 
 def _progress(enabled: bool, console: Any = None) -> Any:
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        ProgressColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-    from rich.text import Text
+    from sevila_tools.progress import make_progress
 
-    class RateColumn(ProgressColumn):
-        def render(self, task: Any) -> Text:
-            speed = task.finished_speed or task.speed
-            return Text(
-                "-- samples/s" if speed is None else f"{speed:.2f} samples/s", style="progress.data.speed"
-            )
-
-    return Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        RateColumn(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=console or Console(stderr=True),
-        disable=not enabled,
-        transient=False,
-    )
+    return make_progress(enabled, unit="samples", console=console)
 
 
 # ================================================================================ metrics

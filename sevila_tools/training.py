@@ -734,32 +734,9 @@ def _quiet_repeats() -> Iterator[None]:
 
 def _progress(enabled: bool) -> Any:
     """A rich progress bar on stderr: description, bar, done/total, an info field (loss, lr), rate, ETA."""
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        ProgressColumn,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-    from rich.text import Text
+    from sevila_tools.progress import make_progress
 
-    class _Rate(ProgressColumn):
-        def render(self, task: Any) -> Text:
-            speed = task.finished_speed or task.speed
-            return Text("" if speed is None else f"{speed:.2f} it/s")
-
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"),
-        _Rate(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        disable=not enabled,
-    )
+    return make_progress(enabled, unit="it", info=True)
 
 
 def _rng_state() -> dict[str, Any]:
