@@ -526,14 +526,12 @@ class _Predictor:
             selector_options={cfg.selector: opts},
         )
         self.selector = None
-        if not cfg.is_qvh and cfg.selector not in ("localizer", "uniform"):
+        if not cfg.is_qvh and cfg.selector != "uniform":
             self.selector = self.chain.localizer.selector(cfg.selector)
 
     def selector_config(self) -> dict[str, Any]:
         if self.cfg.is_qvh:
             return {"score": "raw yes logit at decoder step 0", "prompt": "qvhighlights"}
-        if self.cfg.selector == "localizer":
-            return self.chain.localizer.selector("localizer").config()
         if self.cfg.selector == "uniform":
             return {"rule": "midpoint, n=k"}
         return self.selector.config() if self.selector is not None else {}
@@ -542,26 +540,6 @@ class _Predictor:
     def _select(self, items: list[tuple[Sample, FrameSet]]) -> list[_Picked]:
         k = self.cfg.keyframes
         name = self.cfg.selector
-        if name == "localizer":
-            raw = torch.stack([fs.raw for _, fs in items])
-            loc_texts = [prompts_for(self.cfg.dataset, s.question, list(s.options))[0] for s, _ in items]
-            yes, _ = self.rt.localizer_logits(raw, loc_texts)
-            from sevila_tools.selectors.base import topk_sorted
-
-            picked = []
-            for i, (_, fs) in enumerate(items):
-                y = yes[i].tolist()
-                pos = topk_sorted(y, k)
-                picked.append(
-                    _Picked(
-                        positions=list(pos),
-                        frame_indices=[int(fs.frames.indices[p]) for p in pos],
-                        times=[float(fs.frames.timestamps[p]) for p in pos],
-                        scores=[float(y[p]) for p in pos],
-                        raw_kf=fs.raw[pos],
-                    )
-                )
-            return picked
         if name == "uniform":  # the frame set holds exactly the k uniform keyframes
             return [
                 _Picked(
@@ -575,9 +553,8 @@ class _Predictor:
             ]
         from sevila_tools.selectors.base import SelectorInput
 
-        picked = []
-        for s, fs in items:
-            inp = SelectorInput(
+        inputs = [
+            SelectorInput(
                 video=fs.video,
                 candidates=fs.frames,
                 question=s.question,
@@ -587,7 +564,11 @@ class _Predictor:
                 raw_features=fs.raw,
                 answer=s.answer,
             )
-            sel = self.selector.select(inp, k)
+            for s, fs in items
+        ]
+        selections = self.selector.select_many(inputs, k)  # the Localizer batches all questions in one call
+        picked = []
+        for (_, fs), sel in zip(items, selections, strict=True):
             raw_kf = features_at(self.rt, fs, sel.frame_indices, self.cfg.decoder)
             extra = {"any_correct": sel.extra.get("any_correct")} if "any_correct" in sel.extra else {}
             picked.append(

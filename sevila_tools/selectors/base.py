@@ -72,6 +72,10 @@ class Selector(ABC):
     def select(self, inp: SelectorInput, k: int) -> Selection:
         """Choose ``k`` frames for ``inp``; return them sorted by time."""
 
+    def select_many(self, inputs: list[SelectorInput], k: int) -> list[Selection]:
+        """Select for several questions; model-based selectors override this to batch their model calls."""
+        return [self.select(inp, k) for inp in inputs]
+
     def config(self) -> dict[str, Any]:
         """The selector's configuration, recorded with every selection."""
         return {}

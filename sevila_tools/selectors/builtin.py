@@ -95,19 +95,25 @@ class LocalizerSelector(Selector):
     def config(self) -> dict[str, Any]:
         return {"score": "raw yes logit at decoder step 0", "dataset": self.dataset}
 
-    def scores(self, inp: SelectorInput) -> tuple[list[float], list[float], str]:
-        """(yes logits, yes probabilities, localizer prompt) for every candidate."""
-        loc_text, _ = prompts_for(self.dataset, inp.question, inp.options)
-        yes, no = self.runtime.localizer_logits(_raw(self.runtime, inp)[None], [loc_text])
-        prob = torch.stack([no[0], yes[0]], -1).softmax(-1)[:, 1]
-        return yes[0].tolist(), prob.tolist(), loc_text
+    def select_many(self, inputs: list[SelectorInput], k: int) -> list[Selection]:
+        """Select for several questions in one batched Localizer call (all frames of all questions together).
+        Inputs must have the same number of candidates."""
+        texts = [prompts_for(self.dataset, inp.question, inp.options)[0] for inp in inputs]
+        raw = torch.stack([_raw(self.runtime, inp) for inp in inputs])
+        yes, no = self.runtime.localizer_logits(raw, texts)
+        probs = torch.stack([no, yes], -1).softmax(-1)[..., 1]
+        out = []
+        for inp, text, y, p in zip(inputs, texts, yes.tolist(), probs.tolist(), strict=True):
+            positions = topk_sorted(y, k)
+            out.append(
+                selection_from_positions(
+                    self.name, inp, positions, y, self.config(), extra={"yes_prob": p, "prompt": text}
+                )
+            )
+        return out
 
     def select(self, inp: SelectorInput, k: int) -> Selection:
-        yes, prob, loc_text = self.scores(inp)
-        positions = topk_sorted(yes, k)
-        return selection_from_positions(
-            self.name, inp, positions, yes, self.config(), extra={"yes_prob": prob, "prompt": loc_text}
-        )
+        return self.select_many([inp], k)[0]
 
 
 @register
