@@ -49,10 +49,26 @@ def print_report(report: dict[str, Any]) -> None:
         f"{m['cpu_model']}, {m['usable_cores']} cores, torch {m['torch']}{gpu}"
     )
     table = Table(
-        title="ms per sample (median); chain/s = samples per second", box=box.SIMPLE_HEAD, padding=(0, 1),
+        title="ms per sample (median); chain/s = samples per second",
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1),
         pad_edge=False,
     )
-    cols = ["T:K", "B", "path", "decode", "prep", "ViT", "loc", "ans", "chain", "chain/s", "e2e", "ans-only", "GiB"]
+    cols = [
+        "T:K",
+        "B",
+        "path",
+        "decode",
+        "prep",
+        "ViT",
+        "loc",
+        "ans",
+        "chain",
+        "chain/s",
+        "e2e",
+        "ans-only",
+        "GiB",
+    ]
     for c in cols:
         table.add_column(c, justify="left" if c == "path" else "right", no_wrap=True)
     rows = list(report["results"]) + list(report.get("reference", []))
@@ -62,12 +78,23 @@ def print_report(report: dict[str, Any]) -> None:
     for r in rows:
         st = r["stages"]
         ref = r["path"] != "fast"
-        name = {"fast": "fast", "reference": "ref", "reference_trained_eos": "ref-eos"}.get(r["path"], r["path"])
+        name = {"fast": "fast", "reference": "ref", "reference_trained_eos": "ref-eos"}.get(
+            r["path"], r["path"]
+        )
         table.add_row(
-            r["setting"], f"1x{r['questions']}" if ref else str(r["batch_size"]), name,
-            _ms(st.get("decode")), _ms(st.get("preprocess")), _ms(st.get("vit")), _ms(st.get("localizer")),
-            _ms(st.get("answerer")), _ms(st.get("chain")), f"{st['chain']['samples_per_s']:.2f}",
-            _ms(st.get("end_to_end")), _ms(st.get("answerer_only")), f"{r['memory'].get('peak_gib', 0):.2f}",
+            r["setting"],
+            f"1x{r['questions']}" if ref else str(r["batch_size"]),
+            name,
+            _ms(st.get("decode")),
+            _ms(st.get("preprocess")),
+            _ms(st.get("vit")),
+            _ms(st.get("localizer")),
+            _ms(st.get("answerer")),
+            _ms(st.get("chain")),
+            f"{st['chain']['samples_per_s']:.2f}",
+            _ms(st.get("end_to_end")),
+            _ms(st.get("answerer_only")),
+            f"{r['memory'].get('peak_gib', 0):.2f}",
         )
     # piped output: rich would squeeze the table to 80 columns
     (console if console.is_terminal else Console(width=120)).print(table)
@@ -88,13 +115,6 @@ def print_report(report: dict[str, Any]) -> None:
             f"speed-up {s['setting']} batch {s['batch_size']}: chain x{s['chain']}, end to end x{s['end_to_end']}; "
             f"chain vs reference stopped at a trained model's </s> x{s['chain_vs_trained_eos']}"
         )
-    for p in report.get("proposals", []):
-        loc, ans = p["localizer_lm_head_rows"], p["answerer_step1_kv_cache"]
-        console.print(
-            f"proposal {p['setting']} batch {p['batch_size']}: localizer via 2 lm_head rows x{loc['gain']} "
-            f"(max diff {loc['max_abs_diff']:.1e}); answerer step-1 KV cache x{ans['gain']} "
-            f"(max diff {ans['max_abs_diff']:.1e}, answers equal {ans['predictions_equal']})"
-        )
     if report.get("speedup") is not None:
         console.print(
             f"[bold]speedup[/bold] x{report['speedup']} (vs generate stopped at a trained model's </s>: "
@@ -108,15 +128,21 @@ def bench(
     settings: Annotated[
         str, typer.Option("--settings", help="FRAMES:KEYFRAMES settings, e.g. 32:4,16:4,64:8.")
     ] = "32:4,16:4,64:8",
-    repeats: Annotated[int | None, typer.Option("--repeats", help="Timed runs (median reported); default 3.")] = None,
+    repeats: Annotated[
+        int | None, typer.Option("--repeats", help="Timed runs (median reported); default 3.")
+    ] = None,
     warmup: Annotated[int | None, typer.Option("--warmup", help="Untimed runs first; default 1.")] = None,
     reference: Annotated[
         bool, typer.Option("--reference", help="Also time the official-style path and report the speed-up.")
     ] = False,
     device: DeviceOpt = "auto",
     decoder: DecoderOpt = "auto",
-    vit_dtype: Annotated[str | None, typer.Option("--vit-dtype", help="fp32, fp16 or bf16 (default: policy).")] = None,
-    t5_dtype: Annotated[str | None, typer.Option("--t5-dtype", help="fp32, fp16 or bf16 (default: policy).")] = None,
+    vit_dtype: Annotated[
+        str | None, typer.Option("--vit-dtype", help="fp32, fp16 or bf16 (default: policy).")
+    ] = None,
+    t5_dtype: Annotated[
+        str | None, typer.Option("--t5-dtype", help="fp32, fp16 or bf16 (default: policy).")
+    ] = None,
     vit_batch_size: Annotated[
         int | None, typer.Option("--vit-batch-size", min=1, help="Frames per ViT call (memory knob).")
     ] = None,
@@ -126,25 +152,32 @@ def bench(
     video_frames: Annotated[
         int, typer.Option("--video-frames", min=8, help="Frames of each synthetic video (30 fps).")
     ] = 300,
-    num_options: Annotated[int, typer.Option("--num-options", min=2, max=5, help="Options per question.")] = 5,
+    num_options: Annotated[
+        int, typer.Option("--num-options", min=2, max=5, help="Options per question.")
+    ] = 5,
     decode_workers: Annotated[
         int | None, typer.Option("--decode-workers", min=1, help="Threads decoding videos of a batch.")
     ] = None,
     model: Annotated[
         str | None,
-        typer.Option("--model", "-m", help="Benchmark this model (converted folder or BLIP-2 id) instead of --size."),
+        typer.Option(
+            "--model", "-m", help="Benchmark this model (converted folder or BLIP-2 id) instead of --size."
+        ),
     ] = None,
-    checkpoint: Annotated[str, typer.Option("--checkpoint", "-c", help="SeViLA weights with --model.")] = "auto",
+    checkpoint: Annotated[
+        str, typer.Option("--checkpoint", "-c", help="SeViLA weights with --model.")
+    ] = "auto",
     questions_per_call: Annotated[
         int | None,
-        typer.Option("--questions-per-call", min=1, help="Questions per Localizer call (default: batch on GPU, 1 on CPU)."),
+        typer.Option(
+            "--questions-per-call",
+            min=1,
+            help="Questions per Localizer call (default: batch on GPU, 1 on CPU).",
+        ),
     ] = None,
     threads: Annotated[
         int | None, typer.Option("--threads", min=1, help="torch CPU threads (default: torch's choice).")
     ] = None,
-    proposals: Annotated[
-        bool, typer.Option("--proposals", help="Also time proposed runtime speed-ups against the runtime.")
-    ] = False,
     out: Annotated[Path | None, typer.Option("--out", help="Write the JSON report here.")] = None,
     json_output: JsonOpt = False,
 ) -> None:
@@ -210,9 +243,18 @@ def bench(
             err_console.print(f"[dim]{msg}[/dim]")
 
     report = run_bench(
-        runtime, sets, sizes, repeats=repeats, warmup=warmup, reference=reference, decoder=decoder,
-        video_frames=video_frames, num_options=num_options, decode_workers=decode_workers, progress=progress,
-        proposals=proposals, questions_per_call=questions_per_call,
+        runtime,
+        sets,
+        sizes,
+        repeats=repeats,
+        warmup=warmup,
+        reference=reference,
+        decoder=decoder,
+        video_frames=video_frames,
+        num_options=num_options,
+        decode_workers=decode_workers,
+        progress=progress,
+        questions_per_call=questions_per_call,
     )
     report["model"]["size"] = size if model is None else "custom"
     report["notes"] = notes

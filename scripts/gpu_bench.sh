@@ -39,12 +39,7 @@ bench --size full --device cuda --settings 32:4 --batch-sizes 1,8 --reference --
 bench --size full --device cuda --settings 16:4,64:8 --batch-sizes 1,8,16 --repeats 3 --warmup 1 \
     --out "$OUT/full_settings.json"
 
-# 3. proposed runtime speed-ups (localizer yes/no rows of lm_head; answerer step-1 KV cache), timed
-#    against the runtime on the same inputs, with equality checks
-bench --size full --device cuda --settings 32:4 --batch-sizes 8 --repeats 5 --warmup 1 --proposals \
-    --out "$OUT/full_proposals.json"
-
-# 4. memory knobs at batch 8: smaller ViT / T5 chunks
+# 3. memory knobs at batch 8: smaller ViT / T5 chunks
 bench --size full --device cuda --settings 32:4 --batch-sizes 8 --repeats 3 --vit-batch-size 8 --t5-batch-size 32 \
     --out "$OUT/full_small_chunks.json"
 
@@ -74,7 +69,5 @@ print(f"reference-style path: {ref['stages']['chain']['s_per_sample']:.3f} s/sam
 for a in r["agreement"]:
     print(f"agreement (bf16): max |yes diff| {a['max_abs_diff_yes']:.3g}, keyframes equal {a['keyframes_equal']}, "
           f"answers equal {a['answers_equal']}")
-for p in json.loads((out / "full_proposals.json").read_text())["proposals"]:
-    print("proposals:", json.dumps(p))
 print(f"\nreports in {out}/")
 EOF

@@ -576,7 +576,7 @@ def fast_forward(
     step = max(1, runtime.vit_batch_size)
     for i in range(0, b * t, step):
         with stage("preprocess"):
-            pixels = runtime.pixels(x[i : i + step])  # == runtime.pixels, uint8 copied to the device
+            pixels = runtime.pixels(x[i : i + step])  # uint8 copied to the device, normalised there
         with stage("vit"):
             out = runtime.vit(pixels)
             if raw is None:
@@ -665,118 +665,6 @@ def compare_outputs(fast: ChainOutput, ref: ChainOutput) -> dict[str, Any]:
         "max_abs_diff_letters": float((fast.letter_logits - ref.letter_logits).abs().max()),
         "keyframes_equal": fast.positions == ref.positions,
         "answers_equal": fast.predictions == ref.predictions,
-    }
-
-
-# ============================================================================================ runtime proposals
-@torch.no_grad()
-def lean_localizer_logits(
-    runtime: SevilaRuntime, raw: torch.Tensor, loc_texts: list[str]
-) -> tuple[torch.Tensor, ...]:
-    """Proposed ``runtime.localizer_logits``: decoder last hidden state times the two lm_head rows (yes, no)
-    instead of the full-vocabulary logits (N x 32128) that are then cast to float32 and indexed."""
-    b, t = raw.shape[:2]
-    embeds, mask, _ = runtime.single_frame_inputs(raw, loc_texts, "localizer")
-    lm = runtime.model.language_model
-    rows = lm.lm_head.weight[[runtime.ids.yes, runtime.ids.no]]
-    outs = []
-    for i in range(0, embeds.shape[0], runtime.t5_batch_size):
-        e, m = embeds[i : i + runtime.t5_batch_size], mask[i : i + runtime.t5_batch_size]
-        with runtime._autocast(runtime.precision.t5):
-            enc = lm.get_encoder()(inputs_embeds=e, attention_mask=m).last_hidden_state
-            h = lm.get_decoder()(
-                input_ids=runtime._start(e.shape[0]),
-                encoder_hidden_states=enc,
-                encoder_attention_mask=m,
-                use_cache=False,
-            ).last_hidden_state[:, 0]
-            if lm.config.scale_decoder_outputs:
-                h = h * (lm.config.d_model**-0.5)
-            outs.append(torch.nn.functional.linear(h, rows).float())
-    logits = torch.cat(outs)
-    return logits[:, 0].view(b, t), logits[:, 1].view(b, t)
-
-
-@torch.no_grad()
-def cached_answer_logits(
-    runtime: SevilaRuntime, raw_keyframes: torch.Tensor, qa_texts: list[str], num_options: int
-) -> tuple[torch.Tensor, list[int]]:
-    """Proposed faithful decoding: step 1 reuses step 0's key/value cache (self- and cross-attention) instead
-    of re-running the decoder over ``[start, w0]`` from scratch (which recomputes the cross-attention K/V)."""
-    embeds, mask, _ = runtime.multi_frame_inputs(raw_keyframes, qa_texts)
-    lm = runtime.model.language_model
-    letters, step0 = [], []
-    for i in range(0, embeds.shape[0], runtime.t5_batch_size):
-        e, m = embeds[i : i + runtime.t5_batch_size], mask[i : i + runtime.t5_batch_size]
-        with runtime._autocast(runtime.precision.t5):
-            enc = lm.get_encoder()(inputs_embeds=e, attention_mask=m)
-            out0 = lm(
-                encoder_outputs=enc,
-                attention_mask=m,
-                decoder_input_ids=runtime._start(e.shape[0]),
-                use_cache=True,
-            )
-            w0 = out0.logits[:, -1].argmax(-1)
-            out1 = lm(
-                encoder_outputs=enc,
-                attention_mask=m,
-                decoder_input_ids=w0[:, None],
-                past_key_values=out0.past_key_values,
-                use_cache=True,
-            )
-        letters.append(out1.logits[:, -1, list(runtime.ids.letters[:num_options])].float())
-        step0 += w0.tolist()
-    return torch.cat(letters), step0
-
-
-def measure_proposals(
-    runtime: SevilaRuntime,
-    frames: np.ndarray,
-    questions: list[BenchQuestion],
-    setting: Setting,
-    num_options: int,
-    repeats: int = 3,
-) -> dict[str, Any]:
-    """Time the runtime's Localizer/Answerer against the proposed variants on the same inputs; check equality."""
-    dev = runtime.device
-    loc_texts, qa_texts = [q.loc_text for q in questions], [q.qa_text for q in questions]
-    b, t = frames.shape[:2]
-    raw = runtime.vit(runtime.pixels(torch.from_numpy(frames.reshape(b * t, *frames.shape[2:]))))
-    raw = raw.view(b, t, *raw.shape[1:])
-    raw_kf = raw[:, : setting.keyframes]
-
-    def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
-        fn()  # warm-up
-        out, times = None, []
-        for _ in range(repeats):
-            _sync(dev)
-            t0 = time.perf_counter()
-            out = fn()
-            _sync(dev)
-            times.append(time.perf_counter() - t0)
-        return out, statistics.median(times)
-
-    (yes, no), t_loc = timed(lambda: runtime.localizer_logits(raw, loc_texts))
-    (yes2, no2), t_loc2 = timed(lambda: lean_localizer_logits(runtime, raw, loc_texts))
-    ans, t_ans = timed(lambda: runtime.answer(raw_kf, qa_texts, num_options, "faithful"))
-    (letters2, step02), t_ans2 = timed(lambda: cached_answer_logits(runtime, raw_kf, qa_texts, num_options))
-    return {
-        "setting": setting.label,
-        "batch_size": b,
-        "localizer_lm_head_rows": {
-            "runtime_s": round(t_loc, 6),
-            "proposed_s": round(t_loc2, 6),
-            "gain": round(t_loc / t_loc2, 3),
-            "max_abs_diff": float(max((yes - yes2).abs().max(), (no - no2).abs().max())),
-        },
-        "answerer_step1_kv_cache": {
-            "runtime_s": round(t_ans, 6),
-            "proposed_s": round(t_ans2, 6),
-            "gain": round(t_ans / t_ans2, 3),
-            "max_abs_diff": float((ans.letter_logits.float() - letters2).abs().max()),
-            "predictions_equal": ans.predictions == letters2.argmax(-1).tolist(),
-            "step0_equal": list(ans.step0_tokens) == step02,
-        },
     }
 
 
@@ -934,7 +822,6 @@ def run_bench(
     decode_workers: int | None = None,
     workdir: str | Path | None = None,
     progress: Progress | None = None,
-    proposals: bool = False,
     questions_per_call: int | None = None,
 ) -> dict[str, Any]:
     """Time the fast chain (and the reference-style path) and return the JSON-ready report.
@@ -981,7 +868,6 @@ def run_bench(
             "num_options": num_options,
             "decode_workers": workers,
             "reference": reference,
-            "proposals": proposals,
             "questions_per_call": questions_per_call or ("batch" if dev.type == "cuda" else 1),
         },
         "paper": PAPER,
@@ -990,7 +876,6 @@ def run_bench(
         "agreement": [],
         "speedups": [],
         "speedup": None,
-        "proposals": [],
     }
     with contextlib.ExitStack() as stack:
         folder = Path(workdir) if workdir else Path(stack.enter_context(tempfile.TemporaryDirectory()))
@@ -1056,12 +941,6 @@ def run_bench(
                         "stages": {n: _stats(v, b) for n, v in fast[b].times.items()},
                         "memory": fast[b].memory,
                     }
-                )
-            if proposals:
-                say(f"{setting.label}: runtime proposals at batch {max_b}")
-                frames = _stack(decode_batch(questions, setting.frames, decoder, workers))
-                report["proposals"].append(
-                    measure_proposals(runtime, frames, questions, setting, num_options, repeats)
                 )
             if not reference:
                 continue
@@ -1132,9 +1011,6 @@ __all__ = [
     "Setting",
     "StageTimer",
     "answerer_only_forward",
-    "cached_answer_logits",
-    "lean_localizer_logits",
-    "measure_proposals",
     "build_full_runtime",
     "build_random_runtime",
     "build_meta_model",

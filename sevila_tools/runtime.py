@@ -243,12 +243,30 @@ class SevilaRuntime:
         start = torch.full((n, 1), self.ids.decoder_start, dtype=torch.long, device=self.device)
         return torch.cat([start, *[r.view(n, 1) for r in rest]], dim=1)
 
-    def _first_step_logits(self, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Decoder step-0 logits ``(N, V)`` computed in chunks of ``t5_batch_size`` sequences."""
+    def _first_step_logits(
+        self, embeds: torch.Tensor, mask: torch.Tensor, token_ids: list[int]
+    ) -> torch.Tensor:
+        """Decoder step-0 logits ``(N, len(token_ids))`` at the given tokens, in chunks of ``t5_batch_size``.
+
+        Only the needed ``lm_head`` rows are applied to the decoder's last hidden state: the same numbers as
+        ``generate(...).scores[0][:, token_ids]`` without building ``N x vocab`` float logits."""
+        lm = self.model.language_model
+        rows = lm.lm_head.weight[token_ids]
+        scale = lm.config.d_model**-0.5 if getattr(lm.config, "scale_decoder_outputs", False) else None
         outs = []
         for i in range(0, embeds.shape[0], self.t5_batch_size):
             e, m = embeds[i : i + self.t5_batch_size], mask[i : i + self.t5_batch_size]
-            outs.append(self._decode(self._encode(e, m), m, self._start(e.shape[0]))[:, 0])
+            with self._autocast(self.precision.t5):
+                enc = self._encode(e, m).last_hidden_state
+                h = lm.get_decoder()(
+                    input_ids=self._start(e.shape[0]),
+                    encoder_hidden_states=enc,
+                    encoder_attention_mask=m,
+                    use_cache=False,
+                ).last_hidden_state[:, 0]
+                if scale is not None:
+                    h = h * scale
+                outs.append(torch.nn.functional.linear(h, rows).float())
         return torch.cat(outs)
 
     # ------------------------------------------------------------------ Localizer
@@ -257,8 +275,8 @@ class SevilaRuntime:
         """(yes, no) first-step logits ``(B, T)`` for raw features ``(B, T, L, D)`` and one text per question."""
         b, t = raw.shape[:2]
         embeds, mask, _ = self.single_frame_inputs(raw, loc_texts, "localizer")
-        logits = self._first_step_logits(embeds, mask)
-        return logits[:, self.ids.yes].view(b, t), logits[:, self.ids.no].view(b, t)
+        logits = self._first_step_logits(embeds, mask, [self.ids.yes, self.ids.no])
+        return logits[:, 0].view(b, t), logits[:, 1].view(b, t)
 
     # ------------------------------------------------------------------ Answerer
     def _letters(self, logits: torch.Tensor, num_options: int) -> torch.Tensor:
@@ -273,8 +291,23 @@ class SevilaRuntime:
             e, m = embeds[i : i + self.t5_batch_size], mask[i : i + self.t5_batch_size]
             enc = self._encode(e, m)
             if decoding == "faithful":  # official: generate() greedy, scores[1] at the letters
-                w0 = self._decode(enc, m, self._start(e.shape[0]))[:, 0].argmax(-1)
-                logits = self._decode(enc, m, self._start(e.shape[0], w0))
+                lm = self.model.language_model
+                with self._autocast(self.precision.t5):
+                    out0 = lm(
+                        encoder_outputs=enc,
+                        attention_mask=m,
+                        decoder_input_ids=self._start(e.shape[0]),
+                        use_cache=True,
+                    )
+                    w0 = out0.logits[:, -1].argmax(-1)
+                    out1 = lm(
+                        encoder_outputs=enc,
+                        attention_mask=m,
+                        decoder_input_ids=w0[:, None],
+                        past_key_values=out0.past_key_values,
+                        use_cache=True,
+                    )  # step 1 reuses step 0's cache
+                logits = torch.cat([out0.logits, out1.logits], dim=1).float()
             elif decoding == "teacher_forced":  # decoder sees [start, "▁Option"]
                 opt = torch.full((e.shape[0],), self.ids.option, dtype=torch.long, device=self.device)
                 logits = self._decode(enc, m, self._start(e.shape[0], opt))
