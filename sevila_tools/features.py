@@ -58,18 +58,18 @@ class MemoryCache:
 
 
 def frame_set_key(runtime: SevilaRuntime, video: str, **sampling: Any) -> str:
-    """Cache key: video identity (path, size, mtime), sampling parameters and model identity."""
-    import os
+    """Cache key for :func:`load_frame_set`: :func:`sevila_tools.cache.feature_key` (video identity + sampling)
+    with the loaded model's identity (model, checkpoint, precision) in place of a ViT weight fingerprint."""
+    from sevila_tools.cache import feature_key
 
-    st = os.stat(video)
-    parts = [os.path.abspath(video), str(st.st_size), str(int(st.st_mtime_ns))]
-    parts += [f"{k}={sampling[k]}" for k in sorted(sampling)]
-    parts += [
-        str(runtime.info.get("model")),
-        str(runtime.info.get("checkpoint")),
-        str(runtime.precision.describe()),
-    ]
-    return "|".join(parts)
+    model_id = "/".join(
+        [
+            str(runtime.info.get("model")),
+            str(runtime.info.get("checkpoint")),
+            str(runtime.precision.describe()),
+        ]
+    )
+    return feature_key(video, model_id, **sampling)
 
 
 def load_frame_set(

@@ -1210,21 +1210,29 @@ def evaluate_qa(
 ) -> dict[str, Any]:
     """Quick forward-chain accuracy (uniform candidates, Localizer top-k, faithful decoding), per question
     type; used by :func:`self_refine` for its per-iteration validation."""
-    from sevila_tools.features import load_frame_set
+    from sevila_tools.chain import SevilaChain
+    from sevila_tools.schemas import ForwardRequest
 
     acc = accelerator if accelerator is not None else make_accelerator(runtime.device)
     samples, _ = usable_samples(samples, "finetune")
     mine = list(range(len(samples)))[acc.process_index :: acc.num_processes]
+    chain = SevilaChain(runtime, decoder=decoder, dataset=dataset)
     results = []
     runtime.model.eval()
     with _progress(progress and acc.is_main_process) as bar, _quiet_repeats():
         task = bar.add_task("validate", total=len(mine), info="")
         for pos in mine:
             s = samples[pos]
-            fs = load_frame_set(runtime, s.video, num_frames, s.start, s.end, decoder=decoder)
-            loc_text, qa_text = prompts_for(dataset, s.question, list(s.options))
-            keep = select_keyframes(runtime, fs.raw[None], [loc_text], min(num_keyframes, fs.raw.shape[0]))[0]
-            pred = runtime.answer(fs.raw[keep][None], [qa_text], len(s.options)).predictions[0]
+            req = ForwardRequest(
+                video=s.video,
+                question=s.question,
+                options=list(s.options),
+                num_frames=num_frames,
+                num_keyframes=min(num_keyframes, num_frames),
+                start=s.start,
+                end=s.end,
+            )
+            pred = chain.forward(req).answer.answer_index
             results.append((str(s.qtype), pred == s.answer))
             bar.update(task, advance=1)
     allres = [r for part in _gather(acc, results) for r in part] if acc.num_processes > 1 else results
