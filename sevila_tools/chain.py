@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
-
 from sevila_tools.features import FeatureStore, MemoryCache, features_at
 from sevila_tools.prompts import open_question_prompt
 from sevila_tools.runtime import SevilaRuntime
@@ -92,8 +90,3 @@ class SevilaChain:
     def tools(self) -> list[Any]:
         """The three typed tools (sharing this chain's runtime and cache)."""
         return [self.localizer, self.answerer, self.pseudo_labeller]
-
-
-def as_dict(result: BaseModel) -> dict[str, Any]:
-    """JSON-ready dict of a result."""
-    return result.model_dump(mode="json")

@@ -321,24 +321,12 @@ def load_sevila_checkpoint(
     return LoadReport(sources=sources, dropped=report.dropped, metadata=meta)
 
 
-def branch_coverage(path: str | Path, model: SevilaModel, trusted: bool = False) -> dict[str, str]:
-    """Per-part key coverage of a checkpoint file, for ``sevila inspect``-style reports."""
-    raw, _ = read_state_dict(path, trusted=trusted)
-    sd, _ = to_toolkit_names(raw)
-    cov = {}
-    for part, keys in expected_keys(model).items():
-        n = sum(k in sd for k in keys)
-        cov[part] = f"{n}/{len(keys)}"
-    return cov
-
-
 __all__ = [
     "BRANCH_MODULES",
     "CheckpointError",
     "ConversionReport",
     "LoadReport",
     "apply_state_dict",
-    "branch_coverage",
     "check_coverage",
     "convert_lavis_state_dict",
     "expected_keys",

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from sevila_tools.errors import InputError
-from sevila_tools.prompts import answerer_prompt, prompts_for
+from sevila_tools.prompts import prompts_for
 from sevila_tools.runtime import SevilaRuntime
 from sevila_tools.selectors.base import (
     Selection,
@@ -156,4 +156,4 @@ class OracleSelector(Selector):
         )
 
 
-__all__ = ["LocalizerSelector", "OracleSelector", "RandomSelector", "UniformSelector", "answerer_prompt"]
+__all__ = ["LocalizerSelector", "OracleSelector", "RandomSelector", "UniformSelector"]
