@@ -179,8 +179,23 @@ def test_installed_entry_point_json_and_errors(video_file, tmp_path):
 
 @pytest.mark.parametrize("selector", ["uniform", "random", "localizer", "clip", "moment_detr", "scene"])
 def test_localize_with_every_selector_offline(video_file, selector):
-    r = run("localize", video_file, "what is the square doing?", "-o", "left.", "-o", "right.", "-n", 8, "-k", 2,
-            "--selector", selector, "--json", *TINY)
+    r = run(
+        "localize",
+        video_file,
+        "what is the square doing?",
+        "-o",
+        "left.",
+        "-o",
+        "right.",
+        "-n",
+        8,
+        "-k",
+        2,
+        "--selector",
+        selector,
+        "--json",
+        *TINY,
+    )
     assert r.exit_code == 0, r.output
     res = ForwardResult.model_validate_json(r.stdout)
     idx = [k.frame_index for k in res.localization.keyframes]
@@ -189,7 +204,9 @@ def test_localize_with_every_selector_offline(video_file, selector):
 
 
 def test_oracle_needs_gold_answer(video_file):
-    r = run("localize", video_file, "q?", "-o", "a.", "-o", "b.", "-n", 8, "-k", 2, "--selector", "oracle", *TINY)
+    r = run(
+        "localize", video_file, "q?", "-o", "a.", "-o", "b.", "-n", 8, "-k", 2, "--selector", "oracle", *TINY
+    )
     assert r.exit_code != 0 and "gold answer" in r.stderr
 
 
@@ -197,3 +214,63 @@ def test_bad_precision_env(monkeypatch):
     monkeypatch.setenv("SEVILA_T5_DTYPE", "fp8")
     r = run("info", *TINY)
     assert r.exit_code != 0 and "t5_dtype must be fp32, fp16 or bf16" in r.stderr
+
+
+def test_demo_command(tmp_path):
+    r = run("demo", "--out", tmp_path / "demo", "--device", "cpu")
+    assert r.exit_code == 0, r.output
+    assert "keyframes:" in r.stdout and "answer: (" in r.stdout and "RANDOM WEIGHTS" in r.stdout
+    assert (tmp_path / "demo" / "demo_plot.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_score_through_installed_entry_point(shared_data):
+    qvh = shared_data / "qvhighlights"
+    p = subprocess.run(
+        [
+            str(SEVILA),
+            "score",
+            "qvhighlights",
+            "--predictions",
+            str(qvh / "sample_val_preds.jsonl"),
+            "--annotations",
+            str(qvh / "highlight_val_release.jsonl"),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        timeout=300,
+    )
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout) == json.loads((qvh / "sample_val_preds_metrics_raw.json").read_text())
+
+
+def test_localize_selector_options(video_file):
+    base = ["localize", video_file, "q?", "-n", 8, "-k", 2, "--selector", "moment_detr", "--json", *TINY]
+    r = run(*base, "--long-video", "stride")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["selection"]["config"]["long_video"] == "stride"
+    r = run(*base, "--long-video", "bogus")
+    assert r.exit_code != 0 and "long_video" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    # --clip-model replaces the tiny CLIP: an unknown id while offline is a one-line error naming it
+    r = run(
+        "localize",
+        video_file,
+        "q?",
+        "-n",
+        8,
+        "-k",
+        2,
+        "--selector",
+        "clip",
+        "--clip-model",
+        "nobody/no-clip",
+        *TINY,
+    )
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert (
+        r.exit_code != 0
+        and len(errors) == 1
+        and "nobody/no-clip" in errors[0]
+        and "Traceback" not in r.output
+    )
