@@ -1,10 +1,9 @@
-"""SeViLA prompt strings, exactly as the official dataset class builds them (spec ``sevila.md`` §4).
-
-The question and options are used as given (no lower-casing, no punctuation changes): NExT-QA's
-preprocessing has already appended ``?`` to questions and ``.`` to options.
-"""
+"""SeViLA's prompt texts and the registry of prompt styles (the wording rules are in ``docs/method.md``)."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from sevila_tools.errors import InputError
 
@@ -79,10 +78,60 @@ def open_question_prompt(question: str) -> str:
     return f"Question: {question} Answer:"
 
 
-def prompts_for(dataset: str | None, question: str, options: list[str]) -> tuple[str, str]:
-    """(localizer text, answerer text) for a dataset name (``vlep`` differs; the rest share the MC templates)."""
-    if dataset == "vlep":
-        return vlep_localizer_prompt(options), vlep_answerer_prompt(options)
-    if dataset == "qvhighlights":
-        return qvhighlights_localizer_prompt(question), answerer_prompt(question, options)
-    return localizer_prompt(question, options), answerer_prompt(question, options)
+@dataclass(frozen=True)
+class PromptStyle:
+    """How one family of datasets words the Localizer and Answerer texts (see ``docs/method.md``)."""
+
+    name: str
+    localizer: Callable[[str, list[str]], str]
+    answerer: Callable[[str, list[str]], str]
+    description: str = ""
+
+
+PROMPT_STYLES: dict[str, PromptStyle] = {}
+
+
+def register_prompt_style(style: PromptStyle) -> PromptStyle:
+    """Add a prompt style to :data:`PROMPT_STYLES` (names are unique)."""
+    if style.name in PROMPT_STYLES and PROMPT_STYLES[style.name] is not style:
+        raise ValueError(f"prompt style {style.name!r} registered twice")
+    PROMPT_STYLES[style.name] = style
+    return style
+
+
+DEFAULT_STYLE = register_prompt_style(
+    PromptStyle("default", localizer_prompt, answerer_prompt, "multiple-choice QA (NExT-QA, STAR, How2QA, TVQA)")
+)
+register_prompt_style(
+    PromptStyle(
+        "next_event",
+        lambda _q, options: vlep_localizer_prompt(options),
+        lambda _q, options: vlep_answerer_prompt(options),
+        "next-event prediction: no question, the options are possible next events (VLEP)",
+    )
+)
+register_prompt_style(
+    PromptStyle(
+        "query_relevance",
+        lambda query, _options: qvhighlights_localizer_prompt(query),
+        answerer_prompt,
+        "free-text query relevance (QVHighlights moment retrieval)",
+    )
+)
+
+
+def get_prompt_style(style: str | PromptStyle | None) -> PromptStyle:
+    """A registered style by name (``None``: the default multiple-choice style); one-line error otherwise."""
+    if isinstance(style, PromptStyle):
+        return style
+    if style is None:
+        return DEFAULT_STYLE
+    if style not in PROMPT_STYLES:
+        raise InputError(f"unknown prompt style {style!r}; choose one of: {', '.join(sorted(PROMPT_STYLES))}")
+    return PROMPT_STYLES[style]
+
+
+def prompts_for(style: str | PromptStyle | None, question: str, options: list[str]) -> tuple[str, str]:
+    """(localizer text, answerer text) of ``question``/``options`` in a prompt style."""
+    st = get_prompt_style(style)
+    return st.localizer(question, list(options)), st.answerer(question, list(options))

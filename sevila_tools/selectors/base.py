@@ -1,9 +1,4 @@
-"""Keyframe selector interface and registry.
-
-A selector receives the candidate frames of one video (already sampled with SeViLA's rule, see
-:mod:`sevila_tools.video`) plus the question and options, and returns which frames the Answerer should
-read. A new selector is one subclass of :class:`Selector` plus one :func:`register` decorator line.
-"""
+"""Keyframe selector interface and registry: a new selector is one :class:`Selector` subclass + ``@register``."""
 
 from __future__ import annotations
 
@@ -11,7 +6,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from sevila_tools.errors import InputError
 
@@ -37,7 +32,9 @@ class SelectorInput:
     start: float | None = None
     end: float | None = None
     raw_features: torch.Tensor | None = None
-    answer: int | None = None  # gold index; only the oracle selector may read it
+    answer: int | None = None  # gold index; only selectors with ``needs_gold`` may read it
+    loc_text: str | None = None  # the Localizer text of this question in the run's prompt style
+    qa_text: str | None = None  # the Answerer text of this question in the run's prompt style
 
 
 class Selection(BaseModel):
@@ -62,11 +59,42 @@ class Selection(BaseModel):
     )
 
 
+class NoOptions(BaseModel):
+    """Options model of a selector that takes none."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 class Selector(ABC):
-    """Base class of keyframe selectors. Subclasses set ``name`` and implement :meth:`select`."""
+    """Base of keyframe selectors: a registered plugin that declares its own options and metadata.
+
+    Class attributes (read by the CLI, ``sevila eval``, ``sevila ablate`` and the agents; none of them names a
+    selector):
+
+    * ``name``, ``description``: registry key and one line for listings and LLM tool descriptions;
+    * ``Options``: pydantic model of the options the selector reads. Option keys form one flat namespace
+      shared by all selectors (``clip_model``, ``mdetr_checkpoint``, ``long_video``, ``trust_checkpoint``,
+      ``seed``...), so one CLI flag can feed every selector that declares that key;
+    * ``needs_gold``: reads the gold answer (evaluation only, e.g. the oracle);
+    * ``scores_candidates``: gives every candidate a score (a timeline can be drawn);
+    * ``rank``: position in tables and listings (lower first).
+    """
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
+    Options: ClassVar[type[BaseModel]] = NoOptions
+    needs_gold: ClassVar[bool] = False
+    scores_candidates: ClassVar[bool] = False
+    rank: ClassVar[int] = 100
+
+    @classmethod
+    def create(cls, runtime: Any, options: BaseModel) -> Selector:
+        """Build from validated options (``cls.Options``); override when the constructor differs."""
+        return cls(**options.model_dump())  # type: ignore[call-arg]
+
+    def num_candidates(self, num_frames: int, num_keyframes: int) -> int:
+        """How many candidate frames to decode for ``num_frames`` -> ``num_keyframes``."""
+        return num_frames
 
     @abstractmethod
     def select(self, inp: SelectorInput, k: int) -> Selection:
@@ -79,6 +107,14 @@ class Selector(ABC):
     def config(self) -> dict[str, Any]:
         """The selector's configuration, recorded with every selection."""
         return {}
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What changes this selector's output (compared when a run is resumed); defaults to :meth:`config`."""
+        return {"selector": self.name, **self.config()}
+
+    def finalize_answer(self, inp: SelectorInput, selection: Selection, answer: Any) -> Any:
+        """Hook after the Answerer read the keyframes; a selector may replace the answer (the oracle does)."""
+        return answer
 
 
 REGISTRY: dict[str, type[Selector]] = {}
