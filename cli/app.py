@@ -313,7 +313,7 @@ def demo(
     from sevila_tools.chain import SevilaChain
     from sevila_tools.plotting import plot_localization
     from sevila_tools.schemas import ForwardRequest
-    from sevila_tools.testing import make_video
+    from sevila_tools.synthetic import make_video
 
     folder = out or Path(tempfile.mkdtemp(prefix="sevila_demo_"))
     folder.mkdir(parents=True, exist_ok=True)

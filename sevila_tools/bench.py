@@ -509,7 +509,7 @@ def make_questions(videos: list[str], count: int, num_options: int = 5) -> list[
 
 def make_videos(folder: str | Path, count: int, num_frames: int = 300, fps: int = 30) -> list[str]:
     """``count`` synthetic clips (moving square + counter, 320x240, h264) of slightly different lengths."""
-    from sevila_tools.testing import make_video
+    from sevila_tools.synthetic import make_video
 
     folder = Path(folder)
     return [

@@ -48,7 +48,7 @@ def tiny_runtime():
 @pytest.fixture(scope="session")
 def video_file(tmp_path_factory) -> Path:
     """A 3-s synthetic clip (90 frames at 30 fps, moving square + frame counter)."""
-    from sevila_tools.testing import make_video
+    from sevila_tools.synthetic import make_video
 
     return make_video(tmp_path_factory.mktemp("videos") / "clip.mp4", num_frames=90, fps=30)
 
@@ -56,7 +56,7 @@ def video_file(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def scene_video(tmp_path_factory) -> Path:
     """Four solid-colour scenes of 30 frames each (red, green, blue, white)."""
-    from sevila_tools.testing import make_scene_video
+    from sevila_tools.synthetic import make_scene_video
 
     scenes = [(30, (255, 0, 0)), (30, (0, 255, 0)), (30, (0, 0, 255)), (30, (255, 255, 255))]
     return make_scene_video(tmp_path_factory.mktemp("scenes") / "scenes.mp4", scenes=scenes, fps=30)

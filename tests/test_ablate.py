@@ -45,7 +45,7 @@ def _runner() -> CliRunner:
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
     """A NExT-QA-shaped csv (real header) over two synthetic videos (one longer than 150 s)."""
-    from sevila_tools.testing import make_scene_video, make_video
+    from sevila_tools.synthetic import make_scene_video, make_video
 
     root = tmp_path_factory.mktemp("ablate_data")
     make_video(root / "1001.mp4", num_frames=90, fps=30)

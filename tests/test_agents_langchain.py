@@ -27,7 +27,7 @@ from sevila_tools.agents.service import (
 )
 from sevila_tools.chain import SevilaChain
 from sevila_tools.schemas import AskRequest, LocalizeRequest, LocalizeResult, PseudoLabelRequest
-from sevila_tools.testing import make_scene_video, make_video
+from sevila_tools.synthetic import make_scene_video, make_video
 
 REPO = Path(__file__).resolve().parents[1]
 Q = "what is the square doing?"

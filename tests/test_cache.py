@@ -19,7 +19,7 @@ from sevila_tools.cache import (
 )
 from sevila_tools.features import FrameSet, frame_set_key, load_frame_set
 from sevila_tools.loading import load_runtime
-from sevila_tools.testing import make_scene_video, make_video
+from sevila_tools.synthetic import make_scene_video, make_video
 from sevila_tools.video import sample_frames
 
 

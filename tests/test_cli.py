@@ -98,7 +98,7 @@ def bad_files(tmp_path_factory, video_file):
     d = tmp_path_factory.mktemp("bad")
     (d / "text.mp4").write_text("this is not a video\n")
     (d / "empty.mp4").write_bytes(b"")
-    from sevila_tools.testing import make_zero_frame_video
+    from sevila_tools.synthetic import make_zero_frame_video
 
     make_zero_frame_video(d / "zero.mp4")
     good = video_file.read_bytes()

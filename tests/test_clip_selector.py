@@ -22,7 +22,7 @@ from sevila_tools.selectors.clip import (
     load_clip,
     resize_short_center_crop,
 )
-from sevila_tools.testing import make_video
+from sevila_tools.synthetic import make_video
 from sevila_tools.video import preprocess, read_frames, sample_frames
 
 QUESTION = "why did the boy run?"

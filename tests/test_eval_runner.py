@@ -25,7 +25,7 @@ from sevila_tools.eval.scorers import load_predictions, score_multiple_choice, s
 from sevila_tools.loading import load_runtime
 from sevila_tools.prompts import prompts_for
 from sevila_tools.schemas import ForwardRequest
-from sevila_tools.testing import make_video
+from sevila_tools.synthetic import make_video
 from sevila_tools.video import sample_frames
 
 runner = CliRunner()

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from sevila_tools.agents.mcp_server import create_server
 from sevila_tools.agents.service import SPECS, ToolService
 from sevila_tools.chain import SevilaChain
-from sevila_tools.testing import make_scene_video, make_video
+from sevila_tools.synthetic import make_scene_video, make_video
 
 SEVILA = Path(sys.executable).parent / "sevila"
 Q = "what is the square doing?"

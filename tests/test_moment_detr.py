@@ -31,7 +31,7 @@ from sevila_tools.selectors.moment_detr import (
     snap_to_candidates,
     tef,
 )
-from sevila_tools.testing import make_video
+from sevila_tools.synthetic import make_video
 from sevila_tools.video import SampledFrames, sample_frames, sample_indices
 
 # selectors.md §4.6: (key pattern, shape); E/D expand to layers 0 and 1

@@ -11,7 +11,7 @@ from sevila_tools.errors import InputError
 from sevila_tools.selectors.base import REGISTRY, SelectorInput
 from sevila_tools.selectors.clip import CLIPSelector, build_tiny_clip
 from sevila_tools.selectors.scene import SceneSelector, scene_segments, select_per_segment
-from sevila_tools.testing import make_scene_video
+from sevila_tools.synthetic import make_scene_video
 from sevila_tools.video import sample_frames
 
 SCENES = [(40, (220, 30, 30)), (40, (30, 200, 40)), (40, (40, 40, 210))]

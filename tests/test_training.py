@@ -21,7 +21,7 @@ from sevila_tools.cli.app import app
 from sevila_tools.eval.datasets import load_annotations
 from sevila_tools.loading import load_runtime
 from sevila_tools.prompts import answerer_prompt, localizer_prompt
-from sevila_tools.testing import make_scene_video
+from sevila_tools.synthetic import make_scene_video
 from sevila_tools.training import (
     TrainConfig,
     decay_split,

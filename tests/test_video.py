@@ -1,4 +1,4 @@
-"""Tests for sevila_tools.video (frame sampling, decord/PyAV readers) and sevila_tools.testing."""
+"""Tests for sevila_tools.video (frame sampling, decord/PyAV readers) and sevila_tools.synthetic."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 
 from sevila_tools import video as V
 from sevila_tools.errors import InputError, VideoError
-from sevila_tools.testing import (
+from sevila_tools.synthetic import (
     decode_counter,
     make_scene_video,
     make_video,
@@ -383,7 +383,7 @@ def test_preprocess_matches_numpy():
 
 
 # ------------------------------------------------------------------------------------------------
-# sevila_tools.testing helpers
+# sevila_tools.synthetic helpers
 
 
 def test_counter_roundtrip_uncompressed():

@@ -1,4 +1,4 @@
-"""Synthetic test videos written with PyAV (used by the test suite and by ``make demo``).
+"""Synthetic videos written with PyAV (``sevila demo``, ``sevila bench``, the test suite).
 
 Two kinds of clip:
 
