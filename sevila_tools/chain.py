@@ -1,92 +1,89 @@
-"""The chain orchestrator: forward inference (selector -> Answerer) and open-ended questions.
+"""``SevilaChain``: the three tools plus the forward chain and open questions over one shared pipeline.
 
-Data path for one video and question, top to bottom::
-
-    video file --sample_frames--> 32 candidates --ViT (once)--> raw features
-        --selector (Localizer: per-frame yes-logit, top-k, time order)--> keyframes
-        --Answerer ("Frame i:" + queries, option letters)--> answer
-"""
+video -> :class:`~sevila_tools.encoding.VideoEncoder` (frames + ViT, one store) ->
+:class:`~sevila_tools.pipeline.Pipeline` (selector -> keyframes -> Answerer) -> typed result."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sevila_tools.features import FeatureStore, MemoryCache, features_at
-from sevila_tools.prompts import open_question_prompt
-from sevila_tools.runtime import SevilaRuntime
+from sevila_tools.encoding import EncodedVideo, FeatureStore, MemoryStore
+from sevila_tools.pipeline import ChainOutput, Pipeline, Query
+from sevila_tools.results import answer_result, localize_result, model_info, notice
 from sevila_tools.schemas import AskRequest, AskResult, ForwardRequest, ForwardResult, LocalizeRequest
-from sevila_tools.tools import Answerer, Localizer, PseudoLabeller, model_info, notice
+from sevila_tools.tools import Answerer, Localizer, PseudoLabeller, make_pipeline
+
+
+def _validate(model: type, request: Any) -> Any:
+    return model.model_validate(request if isinstance(request, dict) else request.model_dump())
 
 
 class SevilaChain:
-    """Localizer, Answerer and PseudoLabeller over one runtime, one frame/feature cache and one decoder."""
+    """Localizer, Answerer and PseudoLabeller over one runtime, one encoder and one feature store.
+
+    Args:
+        runtime: the loaded runtime.
+        decoder: video reader (``auto``, ``decord``, ``pyav``).
+        store: feature store (default: an in-memory LRU of 16 encoded videos).
+        prompts: prompt style (``default``, ``next_event``, ``query_relevance``).
+        selector_options: flat selector options (each selector takes the keys it declares).
+    """
 
     def __init__(
         self,
-        runtime: SevilaRuntime,
+        runtime: Any,
         decoder: str = "auto",
-        cache: FeatureStore | None = None,
-        dataset: str | None = None,
-        selector_options: dict[str, dict[str, Any]] | None = None,
+        store: FeatureStore | None = None,
+        prompts: str | None = None,
+        selector_options: dict[str, Any] | None = None,
     ) -> None:
         self.runtime = runtime
-        self.cache = cache if cache is not None else MemoryCache()
-        shared = {"decoder": decoder, "cache": self.cache, "dataset": dataset}
-        self.localizer = Localizer(runtime, selector_options=selector_options, **shared)
-        self.answerer = Answerer(runtime, **shared)
-        self.pseudo_labeller = PseudoLabeller(runtime, **shared)
-        self.decoder = decoder
+        self.store = store if store is not None else MemoryStore()
+        self.pipeline: Pipeline = make_pipeline(
+            runtime, decoder=decoder, store=self.store, prompts=prompts, selector_options=selector_options
+        )
+        self.localizer = Localizer(pipeline=self.pipeline)
+        self.answerer = Answerer(pipeline=self.pipeline)
+        self.pseudo_labeller = PseudoLabeller(pipeline=self.pipeline)
+
+    def encode(self, request: LocalizeRequest | dict[str, Any]) -> EncodedVideo:
+        """Encode the request's video once (reuse it with :meth:`forward_encoded` for many questions/selectors)."""
+        return self.localizer.encode(_validate(LocalizeRequest, request))
 
     def forward(self, request: ForwardRequest | dict[str, Any]) -> ForwardResult:
         """Forward chain: keyframes from the selector, then the Answerer reads them together."""
-        req = ForwardRequest.model_validate(request if isinstance(request, dict) else request.model_dump())
-        fs = self.localizer.frames(req.video, req.num_frames, req.start, req.end)
-        loc_req = LocalizeRequest.model_validate(req.model_dump(include=set(LocalizeRequest.model_fields)))
-        selection = self.localizer.select(loc_req, fs)
-        localization = self.localizer.result(loc_req, fs, selection)
-        raw_kf = features_at(self.runtime, fs, selection.frame_indices, self.decoder)
-        answer = self.answerer.answer_features(
-            req.video,
-            raw_kf,
-            req.question,
-            list(req.options),
-            selection.frame_indices,
-            selection.times,
-            req.decoding,
-            req.answerer,
+        req = _validate(ForwardRequest, request)
+        return self.forward_encoded(req, self.localizer.encode(req))
+
+    def forward_encoded(self, request: ForwardRequest | dict[str, Any], ev: EncodedVideo) -> ForwardResult:
+        """The forward chain on an already encoded video (no decoding or ViT for the candidates)."""
+        req = _validate(ForwardRequest, request)
+        q = Query(req.question, list(req.options), req.answer)
+        out: ChainOutput = self.pipeline.forward(
+            [(ev, q)], req.num_keyframes, req.selector, answerer=req.answerer, decoding=req.decoding
+        )[0]
+        return ForwardResult(
+            localization=localize_result(req, ev, out.selection, self.runtime),
+            answer=answer_result(req.video, req.question, list(req.options), out.answer, self.runtime),
         )
-        if selection.selector == "oracle" and req.answer is not None and selection.extra.get("any_correct"):
-            # Table 9 upper bound: answered if any single keyframe alone gives the gold answer
-            answer = answer.model_copy(
-                update={
-                    "answer_index": req.answer,
-                    "answer_letter": "ABCDE"[req.answer],
-                    "answer_text": req.options[req.answer],
-                    "answerer": "oracle",
-                }
-            )
-        return ForwardResult(localization=localization, answer=answer)
 
     def ask(self, request: AskRequest | dict[str, Any]) -> AskResult:
         """Open-ended question: free text generated by the Answerer from the selected keyframes."""
-        req = AskRequest.model_validate(request if isinstance(request, dict) else request.model_dump())
+        req = _validate(AskRequest, request)
         loc_req = LocalizeRequest.model_validate(req.model_dump(include=set(LocalizeRequest.model_fields)))
-        fs = self.localizer.frames(req.video, req.num_frames, req.start, req.end)
-        selection = self.localizer.select(loc_req, fs)
-        localization = self.localizer.result(loc_req, fs, selection)
-        raw_kf = features_at(self.runtime, fs, selection.frame_indices, self.decoder)
-        text = self.runtime.generate(raw_kf[None], [open_question_prompt(req.question)], req.max_new_tokens)[
-            0
-        ]
+        ev = self.localizer.encode(loc_req)
+        selection, text = self.pipeline.ask(
+            [(ev, Query(req.question, list(req.options)))], req.num_keyframes, req.max_new_tokens, req.selector
+        )[0]
         return AskResult(
             video=req.video,
             question=req.question,
             answer_text=text,
-            keyframes=localization.keyframes,
+            keyframes=localize_result(loc_req, ev, selection, self.runtime).keyframes,
             model=model_info(self.runtime),
             notice=notice(self.runtime),
         )
 
     def tools(self) -> list[Any]:
-        """The three typed tools (sharing this chain's runtime and cache)."""
+        """The three typed tools (sharing this chain's pipeline)."""
         return [self.localizer, self.answerer, self.pseudo_labeller]

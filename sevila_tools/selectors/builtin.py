@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 
 from sevila_tools.errors import InputError
 from sevila_tools.prompts import prompts_for
@@ -25,12 +27,17 @@ from sevila_tools.video import sample_indices
 class UniformSelector(Selector):
     """k frames by SeViLA's midpoint rule with n = k over the window (the paper's uniform baseline).
 
-    These are generally *not* among the candidates (every 8th of 32 is a different rule, ``selectors.md`` §2)."""
+    These are generally *not* among 32 candidates (see ``docs/selectors.md``)."""
 
     name: ClassVar[str] = "uniform"
     description: ClassVar[str] = (
         "k frames evenly spread over the video (segment midpoints); ignores the question."
     )
+    rank: ClassVar[int] = 0
+
+    def num_candidates(self, num_frames: int, num_keyframes: int) -> int:
+        """Only the k keyframes need decoding: they are the candidates of the n = k rule."""
+        return num_keyframes
 
     def select(self, inp: SelectorInput, k: int) -> Selection:
         cand = inp.candidates
@@ -57,6 +64,11 @@ class RandomSelector(Selector):
 
     name: ClassVar[str] = "random"
     description: ClassVar[str] = "k random candidate frames (seeded); a sanity baseline."
+    rank: ClassVar[int] = 10
+
+    class Options(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        seed: int = Field(default=0, description="Seed of the draw (mixed with the question).")
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
@@ -79,6 +91,12 @@ def _raw(runtime: SevilaRuntime, inp: SelectorInput) -> torch.Tensor:
     return runtime.vit(inp.candidates.frames)
 
 
+def _texts(inp: SelectorInput) -> tuple[str, str]:
+    """The prompt texts the pipeline computed (the default style when a selector is called directly)."""
+    loc, qa = prompts_for(None, inp.question, inp.options)
+    return inp.loc_text or loc, inp.qa_text or qa
+
+
 @register
 class LocalizerSelector(Selector):
     """SeViLA's Localizer: top-k candidates by the raw first-step 'yes' logit, then temporal order."""
@@ -87,18 +105,23 @@ class LocalizerSelector(Selector):
     description: ClassVar[str] = (
         "SeViLA Localizer: frames whose content answers the question (language-aware)."
     )
+    scores_candidates: ClassVar[bool] = True
+    rank: ClassVar[int] = 50
 
-    def __init__(self, runtime: SevilaRuntime, dataset: str | None = None) -> None:
+    def __init__(self, runtime: SevilaRuntime) -> None:
         self.runtime = runtime
-        self.dataset = dataset
+
+    @classmethod
+    def create(cls, runtime: Any, options: BaseModel) -> LocalizerSelector:
+        return cls(runtime)
 
     def config(self) -> dict[str, Any]:
-        return {"score": "raw yes logit at decoder step 0", "dataset": self.dataset}
+        return {"score": "raw yes logit at decoder step 0"}
 
     def select_many(self, inputs: list[SelectorInput], k: int) -> list[Selection]:
         """Select for several questions in one batched Localizer call (all frames of all questions together).
         Inputs must have the same number of candidates."""
-        texts = [prompts_for(self.dataset, inp.question, inp.options)[0] for inp in inputs]
+        texts = [_texts(inp)[0] for inp in inputs]
         raw = torch.stack([_raw(self.runtime, inp) for inp in inputs])
         yes, no = self.runtime.localizer_logits(raw, texts)
         probs = torch.stack([no, yes], -1).softmax(-1)[..., 1]
@@ -118,42 +141,53 @@ class LocalizerSelector(Selector):
 
 @register
 class OracleSelector(Selector):
-    """Upper bound of the paper's Table 9: the single-frame Answerer runs on every candidate; a question
-    counts as answered if any single frame alone gives the gold answer. Keyframes = the k candidates with
-    the highest single-frame probability of the gold option. Needs the gold answer."""
+    """Upper bound of the paper's Table 9: the single-frame Answerer runs on every candidate. Keyframes are the
+    k candidates with the highest single-frame probability of the gold option; the question counts as right
+    only if some single candidate alone gives the gold answer (``docs/selectors.md``)."""
 
     name: ClassVar[str] = "oracle"
     description: ClassVar[str] = (
         "Upper bound: frames where the single-frame Answerer is right (needs the gold answer)."
     )
+    needs_gold: ClassVar[bool] = True
+    scores_candidates: ClassVar[bool] = True
+    rank: ClassVar[int] = 60
 
-    def __init__(self, runtime: SevilaRuntime, dataset: str | None = None) -> None:
+    def __init__(self, runtime: SevilaRuntime) -> None:
         self.runtime = runtime
-        self.dataset = dataset
+
+    @classmethod
+    def create(cls, runtime: Any, options: BaseModel) -> OracleSelector:
+        return cls(runtime)
 
     def config(self) -> dict[str, Any]:
-        return {"rule": "any single frame correct (faithful single-frame decoding)"}
+        return {"rule": "right iff some single candidate alone gives the gold answer (faithful decoding)"}
 
     def select(self, inp: SelectorInput, k: int) -> Selection:
         if inp.answer is None:
             raise InputError("the oracle selector needs the gold answer (only usable in evaluation)")
         if len(inp.options) < 2:
             raise InputError("the oracle selector needs multiple-choice options")
-        _, qa_text = prompts_for(self.dataset, inp.question, inp.options)
         out = self.runtime.frame_answers(
-            _raw(self.runtime, inp)[None], [qa_text], len(inp.options), "faithful"
+            _raw(self.runtime, inp)[None], [_texts(inp)[1]], len(inp.options), "faithful"
         )
         preds = out.predictions
         gold_prob = out.probs[:, inp.answer].tolist()
         positions = topk_sorted(gold_prob, k)
-        return selection_from_positions(
-            self.name,
-            inp,
-            positions,
-            gold_prob,
-            self.config(),
-            extra={"per_frame_predictions": preds, "any_correct": any(p == inp.answer for p in preds)},
-        )
+        best = sorted(range(len(gold_prob)), key=lambda i: (-gold_prob[i], i))[0]
+        extra = {
+            "per_frame_predictions": preds,
+            "any_correct": any(p == inp.answer for p in preds),
+            "best_frame_prediction": preds[best],
+        }
+        return selection_from_positions(self.name, inp, positions, gold_prob, self.config(), extra=extra)
+
+    def finalize_answer(self, inp: SelectorInput, selection: Selection, answer: Any) -> Any:
+        """The paper's rule: gold when some single candidate is right, else the best single frame's (wrong)
+        answer, whatever the multi-frame Answerer said."""
+        right = bool(selection.extra.get("any_correct"))
+        index = inp.answer if right else int(selection.extra["best_frame_prediction"])
+        return dataclasses.replace(answer, index=index, strategy=self.name)
 
 
 __all__ = ["LocalizerSelector", "OracleSelector", "RandomSelector", "UniformSelector"]

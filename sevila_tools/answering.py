@@ -1,0 +1,115 @@
+"""Answer strategies (registered plugins): how the Answerer turns a question's keyframes into one option."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+
+from sevila_tools.errors import InputError
+
+
+@dataclass
+class Answer:
+    """The Answerer's decision for one question."""
+
+    index: int
+    probs: list[float]
+    strategy: str
+    decoding: str
+    prompt: str
+    step0_token: str | None = None
+    step0_is_option: bool | None = None
+    truncated: bool = False
+    frame_indices: list[int] = field(default_factory=list)
+    frame_times: list[float] = field(default_factory=list)
+    votes: list[int] | None = None
+
+
+@dataclass
+class Decision:
+    """What a strategy returns per question (the pipeline adds prompt, frames and token names)."""
+
+    index: int
+    probs: list[float]
+    step0: int
+    truncated: bool
+    votes: list[int] | None = None
+
+
+class AnswerStrategy(ABC):
+    """Base of answer strategies: ``decide`` answers a batch of questions with the same K and option count."""
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+
+    @abstractmethod
+    def decide(
+        self, runtime: Any, raw_keyframes: torch.Tensor, qa_texts: list[str], num_options: int, decoding: str
+    ) -> list[Decision]:
+        """Keyframe features ``(B, K, L, D)`` (temporal order) -> one decision per question."""
+
+
+ANSWER_STRATEGIES: dict[str, type[AnswerStrategy]] = {}
+
+
+def register_answerer(cls: type[AnswerStrategy]) -> type[AnswerStrategy]:
+    """Class decorator adding an answer strategy to :data:`ANSWER_STRATEGIES`."""
+    if cls.name in ANSWER_STRATEGIES and ANSWER_STRATEGIES[cls.name] is not cls:
+        raise ValueError(f"answer strategy {cls.name!r} registered twice")
+    ANSWER_STRATEGIES[cls.name] = cls
+    return cls
+
+
+def get_answerer(name: str | AnswerStrategy) -> AnswerStrategy:
+    """An instance of the registered strategy ``name`` (one-line error listing the names)."""
+    if isinstance(name, AnswerStrategy):
+        return name
+    if name not in ANSWER_STRATEGIES:
+        raise InputError(f"unknown answerer {name!r}; choose one of: {', '.join(sorted(ANSWER_STRATEGIES))}")
+    return ANSWER_STRATEGIES[name]()
+
+
+@register_answerer
+class ConcatAnswerer(AnswerStrategy):
+    """SeViLA's Answerer: all keyframes in one input (``Frame i:`` prefixes), option letters at step 1."""
+
+    name: ClassVar[str] = "concat"
+    description: ClassVar[str] = "SeViLA's multi-frame Answerer reads the keyframes together."
+
+    def decide(
+        self, runtime: Any, raw_keyframes: torch.Tensor, qa_texts: list[str], num_options: int, decoding: str
+    ) -> list[Decision]:
+        out = runtime.answer(raw_keyframes, qa_texts, num_options, decoding)
+        probs = out.probs.tolist()
+        return [
+            Decision(int(p), probs[i], int(out.step0_tokens[i]), bool(out.truncated[i]))
+            for i, p in enumerate(out.predictions)
+        ]
+
+
+@register_answerer
+class VotingAnswerer(AnswerStrategy):
+    """Baseline: the single-frame Answerer on each keyframe, majority vote (ties: summed probability, then
+    the lower option)."""
+
+    name: ClassVar[str] = "voting"
+    description: ClassVar[str] = "Each keyframe answers alone; the majority wins."
+
+    def decide(
+        self, runtime: Any, raw_keyframes: torch.Tensor, qa_texts: list[str], num_options: int, decoding: str
+    ) -> list[Decision]:
+        k = raw_keyframes.shape[1]
+        out = runtime.frame_answers(raw_keyframes, qa_texts, num_options, decoding)
+        preds, probs = out.predictions, out.probs
+        decisions = []
+        for i in range(raw_keyframes.shape[0]):
+            votes = preds[i * k : (i + 1) * k]
+            mean = probs[i * k : (i + 1) * k].mean(0).tolist()
+            counts = Counter(votes)
+            index = max(range(num_options), key=lambda o: (counts.get(o, 0), mean[o], -o))
+            decisions.append(Decision(index, mean, int(out.step0_tokens[i * k]), bool(out.truncated[i]), votes))
+        return decisions
