@@ -1,0 +1,1 @@
+"""Benchmark tooling for ``sevila bench`` (installed as ``sevila_tools.benchmarks``; the library never imports it)."""
