@@ -1,37 +1,37 @@
-"""Scene-aware CLIP selector (``scene``): one question-relevant frame per visual segment.
+"""Scene-aware CLIP selector (``scene``): one question-relevant frame per visual segment of the candidates.
 
-Not part of the SeViLA paper or of ``selectors.md``; a toolkit baseline that spreads the ``k`` frames over the
-different "shots" of the candidate pool instead of letting near-duplicate frames of one shot fill all ``k``
-slots.
-
-Rule (deterministic; all quantities from the same CLIP features as the ``clip`` selector):
-
-1. Embed the candidates with CLIP (``pixels`` as in :class:`~sevila_tools.selectors.clip.CLIPSelector`) and
-   the question text (``text_mode`` / ``long_text`` as there); relevance = cosine(frame, text).
-2. Adjacent similarity ``s_i = cos(e_i, e_{i+1})`` for ``i = 0 .. n-2``. A **boundary** lies after candidate
-   ``i`` when ``s_i < threshold``. ``threshold`` is a fixed value when given, otherwise adaptive:
-   ``mean(s) - z * std(s)`` (``z = 1`` by default), and never above ``max_similarity`` (default 0.999, so a
-   static video with identical frames is one segment). The boundaries cut the candidates into segments.
-3. Each segment contributes its most relevant frame (ties -> earlier frame); segments are taken in order of
-   that best relevance (ties -> earlier segment) until ``k`` frames are chosen. When there are fewer segments
-   than ``k``, the remaining slots go to the most relevant unused candidates overall.
-4. Frames are returned in temporal order; the record lists the segments, boundaries, threshold and adjacent
-   similarities.
+A toolkit baseline, not part of the SeViLA paper; the rule and its options are in ``docs/selectors.md``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
+from pydantic import BaseModel, Field
 
 from sevila_tools.errors import InputError
 from sevila_tools.selectors.base import Selection, Selector, SelectorInput, register, selection_from_positions
-from sevila_tools.selectors.clip import CLIPSelector, build_tiny_clip
+from sevila_tools.selectors.clip import CLIPOptions, CLIPSelector, clip_for_runtime, runtime_device
 
-__all__ = ["SceneSelector", "scene_segments", "select_per_segment"]
+__all__ = ["SceneOptions", "SceneSelector", "scene_segments", "select_per_segment"]
+
+
+class SceneOptions(CLIPOptions):
+    """Options of the ``scene`` selector: the ``clip`` options plus the segmentation rule."""
+
+    scene_threshold: float | None = Field(
+        default=None,
+        ge=-1.0,
+        le=1.0,
+        description="Fixed boundary threshold on adjacent-frame cosine similarity (None = adaptive).",
+    )
+    scene_z: float = Field(default=1.0, description="Adaptive threshold = mean - scene_z * std.")
+    scene_max_similarity: float = Field(
+        default=0.999, description="Upper bound of the adaptive threshold (static video = one segment)."
+    )
 
 
 def scene_segments(
@@ -77,10 +77,10 @@ def select_per_segment(relevance: Sequence[float], segments: Sequence[tuple[int,
 
 @register
 class SceneSelector(Selector):
-    """One question-relevant frame per CLIP-similarity segment (module docstring).
+    """One question-relevant frame per CLIP-similarity segment (``docs/selectors.md``).
 
     Args:
-        model, tokenizer, text_mode, long_text, pixels, device, feature_cache: as for
+        model, tokenizer, text_mode, long_text, pixels, device, feature_cache, model_name: as for
             :class:`~sevila_tools.selectors.clip.CLIPSelector` (defaults ``openai/clip-vit-base-patch32``,
             ``question_options``, ``truncate``, ``native_crop``).
         threshold: fixed boundary threshold on adjacent cosine similarity (default None = adaptive).
@@ -88,18 +88,13 @@ class SceneSelector(Selector):
         max_similarity: upper bound of the adaptive threshold (default 0.999).
     """
 
-    name = "scene"
-    description = "CLIP: cut the candidates where adjacent-frame similarity drops, best frame per segment."
-
-    @classmethod
-    def from_runtime(cls, runtime: Any = None, **options: Any) -> SceneSelector:
-        """Build for a SeViLA runtime (tiny random CLIP with ``tiny-random`` runtimes, see CLIPSelector)."""
-        if runtime is not None:
-            options.setdefault("device", runtime.device)
-            if runtime.random_weights and options.get("model") is None:
-                model, tok, _ = build_tiny_clip()
-                options.update(model=model, tokenizer=tok)
-        return cls(**options)
+    name: ClassVar[str] = "scene"
+    description: ClassVar[str] = (
+        "CLIP: cut the candidates where adjacent-frame similarity drops, best frame per segment."
+    )
+    Options: ClassVar[type[BaseModel]] = SceneOptions
+    scores_candidates: ClassVar[bool] = True
+    rank: ClassVar[int] = 30
 
     def __init__(
         self,
@@ -114,6 +109,7 @@ class SceneSelector(Selector):
         max_similarity: float = 0.999,
         device: str | torch.device = "cpu",
         feature_cache: dict | None = None,
+        model_name: str | None = None,
     ) -> None:
         self.clip = CLIPSelector(
             model,
@@ -123,12 +119,30 @@ class SceneSelector(Selector):
             pixels=pixels,
             device=device,
             feature_cache=feature_cache,
+            model_name=model_name,
         )
         if threshold is not None and not -1.0 <= threshold <= 1.0:
             raise InputError(f"scene threshold must be a cosine similarity in [-1, 1] (got {threshold})")
         self.threshold = threshold
         self.z = float(z)
         self.max_similarity = float(max_similarity)
+
+    @classmethod
+    def create(cls, runtime: Any, options: SceneOptions) -> SceneSelector:  # type: ignore[override]
+        """Build from :class:`SceneOptions` (tiny random CLIP with random-weight runtimes, as ``clip``)."""
+        model, tok, label = clip_for_runtime(runtime, options.clip_model)
+        return cls(
+            model,
+            tok,
+            text_mode=options.text_mode,
+            long_text=options.long_text,
+            pixels=options.pixels,
+            threshold=options.scene_threshold,
+            z=options.scene_z,
+            max_similarity=options.scene_max_similarity,
+            device=runtime_device(runtime),
+            model_name=label,
+        )
 
     def config(self) -> dict[str, Any]:
         """Selector configuration recorded with every selection."""
@@ -139,11 +153,21 @@ class SceneSelector(Selector):
             "max_similarity": self.max_similarity,
         }
 
+    def fingerprint(self) -> dict[str, Any]:
+        """The CLIP fingerprint (model identity, modes) plus the segmentation parameters."""
+        return {
+            **self.clip.fingerprint(),
+            "selector": self.name,
+            "threshold": self.threshold,
+            "z": self.z,
+            "max_similarity": self.max_similarity,
+        }
+
     def select_with_embeddings(self, inp: SelectorInput, k: int, image_embeds: torch.Tensor) -> Selection:
         """:meth:`select` with precomputed candidate embeddings."""
         if k < 1:
             raise InputError(f"k must be >= 1 (got {k})")
-        relevance, info = self.clip.score(image_embeds, inp.question, inp.options)
+        relevance, info = self.clip.score(image_embeds, inp.question, inp.options, self.clip.prompt_text(inp))
         segments, sims, thr = scene_segments(image_embeds, self.threshold, self.z, self.max_similarity)
         positions = select_per_segment(relevance, segments, k)
         extra = {
