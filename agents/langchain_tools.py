@@ -98,7 +98,7 @@ def build_tools(
     allow_dirs: Sequence[str | os.PathLike[str]] | None = None,
     output_dir: str | os.PathLike[str] | None = None,
     decoder: str = "auto",
-    dataset: str | None = None,
+    prompts: str | None = None,
     trust_checkpoint: bool = False,
     names: Sequence[str] | None = None,
     thumbnails: bool = True,
@@ -123,7 +123,7 @@ def build_tools(
     if service is None:
         service = ToolService(
             runtime, model=model, checkpoint=checkpoint, device=device, trust_checkpoint=trust_checkpoint,
-            decoder=decoder, dataset=dataset, allow_dirs=allow_dirs, output_dir=output_dir,
+            decoder=decoder, prompts=prompts, allow_dirs=allow_dirs, output_dir=output_dir,
         )
     wanted = list(names) if names is not None else [s.name for s in TOOL_SPECS]
     unknown = [n for n in wanted if n not in SPECS]

@@ -1,21 +1,12 @@
-"""One thread-safe SeViLA tool service shared by the LangChain tools and the MCP server.
-
-:class:`ToolService` owns the single :class:`~sevila_tools.runtime.SevilaRuntime` (loaded lazily, once), one
-:class:`~sevila_tools.chain.SevilaChain` with its frame/feature cache, the allowed video roots and the folder where
-keyframe thumbnails are written. Every model call goes through **one worker thread** (a FIFO queue), so any number
-of concurrent callers (LangChain's parallel tool calls, MCP requests) are served one after another on the one model,
-and each caller waits on its own future: no call is lost or answered with another call's result.
-
-The tools (:data:`TOOL_SPECS`) are defined once here, from the request/result models of
-:mod:`sevila_tools.schemas`; argument names are the request models' field names everywhere (Python, LangChain, MCP).
-"""
-
+"""One thread-safe tool service (one lazily loaded model, one worker thread, allowed roots) shared by the
+LangChain tools and the MCP server; the tools are defined once here from the request/result models."""
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
 import os
+import shutil
 import tempfile
 import threading
 import uuid
@@ -30,6 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sevila_tools.errors import InputError, SevilaError
 from sevila_tools.prompts import LETTERS
 from sevila_tools.schemas import (
+    DEFAULT_SELECTOR,
+    AnswerRequest,
     AnswerResult,
     AskRequest,
     AskResult,
@@ -84,13 +77,14 @@ class SelectorInfo(BaseModel):
 
     name: str
     description: str
+    needs_gold: bool = Field(default=False, description="Needs the correct `answer` (evaluation only).")
 
 
 class SelectorList(BaseModel):
     """The keyframe selectors accepted by the ``selector`` argument."""
 
     selectors: list[SelectorInfo]
-    default: str = "localizer"
+    default: str = DEFAULT_SELECTOR
 
 
 # ------------------------------------------------------------------------------------------------ errors
@@ -273,7 +267,7 @@ class ToolService:
             use, once).
         model, checkpoint, device, trust_checkpoint: as for :func:`sevila_tools.loading.load_runtime`.
         decoder: video reader (``auto``, ``decord``, ``pyav``).
-        dataset: prompt variant for :func:`sevila_tools.prompts.prompts_for` (None: the generic prompt).
+        prompts: prompt style (:func:`sevila_tools.prompts.get_prompt_style`; None: the multiple-choice default).
         allow_dirs: video paths must resolve (symlinks followed) under one of these folders; ``None`` allows any
             path (library use). Relative video paths are resolved against the first folder (else the working
             directory).
@@ -290,7 +284,7 @@ class ToolService:
         device: str = "auto",
         trust_checkpoint: bool = False,
         decoder: str = "auto",
-        dataset: str | None = None,
+        prompts: str | None = None,
         allow_dirs: Sequence[str | os.PathLike[str]] | None = None,
         output_dir: str | os.PathLike[str] | None = None,
         cache_items: int = 16,
@@ -300,7 +294,8 @@ class ToolService:
         self.device = device
         self.trust_checkpoint = trust_checkpoint
         self.decoder = decoder
-        self.dataset = dataset
+        self.prompts = prompts
+        self._owns_output_dir = output_dir is None
         self.cache_items = cache_items
         self.allow_dirs: list[Path] | None = None
         if allow_dirs is not None:
@@ -320,7 +315,7 @@ class ToolService:
         """Runs on the worker thread only: load the runtime (once) and build the chain (once)."""
         if self._chain is None:
             from sevila_tools.chain import SevilaChain
-            from sevila_tools.features import MemoryCache
+            from sevila_tools.encoding import MemoryStore
 
             if self._runtime is None:
                 from sevila_tools.loading import load_runtime
@@ -334,7 +329,7 @@ class ToolService:
                     log.warning("random weights (%s): outputs are meaningless", self.model)
                 log.info("model ready on %s", self._runtime.device)
             self._chain = SevilaChain(
-                self._runtime, decoder=self.decoder, cache=MemoryCache(self.cache_items), dataset=self.dataset
+                self._runtime, decoder=self.decoder, store=MemoryStore(self.cache_items), prompts=self.prompts
             )
         return self._chain
 
@@ -361,8 +356,13 @@ class ToolService:
         return self._runtime if self._runtime is not None else self.load()
 
     def close(self, wait: bool = True, cancel_pending: bool = False) -> None:
-        """Stop the worker thread (after the queued calls, unless ``cancel_pending``)."""
+        """Stop the worker thread (after the queued calls, unless ``cancel_pending``) and delete the thumbnail
+        folder when the service created it."""
         self._executor.shutdown(wait=wait, cancel_futures=cancel_pending)
+        with self._dir_lock:
+            if self._owns_output_dir and self._output_dir is not None:
+                shutil.rmtree(self._output_dir, ignore_errors=True)
+                self._output_dir = None
 
     # -------------------------------------------------------------------------------------------- paths
     @property
@@ -432,8 +432,9 @@ class ToolService:
     def _run_list_selectors(self, req: ListSelectorsRequest) -> SelectorList:
         from sevila_tools.selectors import REGISTRY
 
+        classes = sorted(REGISTRY.values(), key=lambda c: (c.rank, c.name))
         return SelectorList(selectors=[
-            SelectorInfo(name=n, description=cls.description) for n, cls in sorted(REGISTRY.items())
+            SelectorInfo(name=c.name, description=c.description, needs_gold=c.needs_gold) for c in classes
         ])
 
     def _run_localize(self, req: LocalizeRequest) -> LocalizeResult:
@@ -442,15 +443,8 @@ class ToolService:
     def _run_answer(self, req: VideoQuestionRequest) -> VideoAnswerResult:
         chain = self._ensure_chain()
         if req.timestamps:
-            from sevila_tools.video import frames_at_times
-
-            frames = frames_at_times(req.video, req.timestamps, decoder=self.decoder)
-            order = sorted(range(len(frames.indices)), key=lambda i: frames.indices[i])
-            raw = chain.runtime.vit(frames.frames[order])
-            answer = chain.answerer.answer_features(
-                req.video, raw, req.question, list(req.options), [frames.indices[i] for i in order],
-                [frames.timestamps[i] for i in order], req.decoding, req.answerer,
-            )
+            fields = {"video", "question", "options", "timestamps", "decoding", "answerer"}
+            answer = chain.answerer(AnswerRequest.model_validate(req.model_dump(include=fields)))
             return VideoAnswerResult(localization=None, answer=answer)
         fwd = chain.forward(ForwardRequest.model_validate(req.model_dump(exclude={"timestamps"})))
         return VideoAnswerResult(localization=fwd.localization, answer=fwd.answer)

@@ -16,10 +16,9 @@ from sevila_tools.answering import Answer, AnswerStrategy, get_answerer
 from sevila_tools.encoding import EncodedVideo, VideoEncoder
 from sevila_tools.errors import InputError
 from sevila_tools.prompts import LETTERS, PromptStyle, get_prompt_style, open_question_prompt
+from sevila_tools.schemas import DEFAULT_ANSWERER, DEFAULT_SELECTOR
 from sevila_tools.selectors import Selection, Selector, SelectorInput, build_selector, options_for
 from sevila_tools.timing import Timer
-
-DEFAULT_SELECTOR = "localizer"
 
 
 @dataclass
@@ -71,7 +70,7 @@ class Pipeline:
         prompts: str | PromptStyle | None = None,
         selector: str | Selector = DEFAULT_SELECTOR,
         selector_options: dict[str, Any] | None = None,
-        answerer: str | AnswerStrategy = "concat",
+        answerer: str | AnswerStrategy = DEFAULT_ANSWERER,
         decoding: str = "faithful",
         timer: Timer | None = None,
     ) -> None:

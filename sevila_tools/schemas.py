@@ -13,6 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from sevila_tools.prompts import LETTERS, MAX_OPTIONS
 
+#: the selector a request uses when it names none (SeViLA's Localizer)
+DEFAULT_SELECTOR = "localizer"
+#: the answer strategy a request uses when it names none (SeViLA's multi-frame Answerer)
+DEFAULT_ANSWERER = "concat"
 RANDOM_WEIGHTS_NOTICE = "RANDOM WEIGHTS (tiny-random preset): scores and answers are meaningless"
 
 
@@ -57,7 +61,7 @@ class LocalizeRequest(_Request):
 
     num_frames: int = Field(default=32, ge=1, le=256, description="Candidate frames sampled uniformly.")
     num_keyframes: int = Field(default=4, ge=1, le=64, description="Keyframes to keep.")
-    selector: str = Field(default="localizer", description="Keyframe selector (see list_selectors).")
+    selector: str = Field(default=DEFAULT_SELECTOR, description="Keyframe selector (see list_selectors).")
     answer: int | None = Field(
         default=None,
         ge=0,
@@ -85,6 +89,10 @@ class AnswerRequest(_Request):
     decoding: Literal["faithful", "teacher_forced"] = Field(
         default="faithful", description="Letter decoding rule."
     )
+    answerer: str = Field(
+        default=DEFAULT_ANSWERER,
+        description="Answer strategy: concat (SeViLA's multi-frame Answerer) or voting (per-frame majority).",
+    )
 
 
 class ForwardRequest(LocalizeRequest):
@@ -94,9 +102,9 @@ class ForwardRequest(LocalizeRequest):
     decoding: Literal["faithful", "teacher_forced"] = Field(
         default="faithful", description="Letter decoding rule."
     )
-    answerer: Literal["concat", "voting"] = Field(
-        default="concat",
-        description="concat: SeViLA's multi-frame Answerer; voting: per-frame answers, majority.",
+    answerer: str = Field(
+        default=DEFAULT_ANSWERER,
+        description="Answer strategy: concat (SeViLA's multi-frame Answerer) or voting (per-frame majority).",
     )
 
 
@@ -232,7 +240,7 @@ class AskRequest(_Request):
 
     num_frames: int = Field(default=32, ge=1, le=256, description="Candidate frames sampled uniformly.")
     num_keyframes: int = Field(default=4, ge=1, le=64, description="Keyframes read by the Answerer.")
-    selector: str = Field(default="localizer", description="Keyframe selector.")
+    selector: str = Field(default=DEFAULT_SELECTOR, description="Keyframe selector (see list_selectors).")
     max_new_tokens: int = Field(default=30, ge=1, le=128, description="Length limit of the answer.")
 
 

@@ -108,7 +108,7 @@ class Answerer(Tool):
         else:
             ev = self.encoder.encode(FrameSpec(req.video, req.num_frames, req.start, req.end))
         q = Query(req.question, list(req.options))
-        ans = self.pipeline.answer_frames([(ev, q)], decoding=req.decoding)[0]
+        ans = self.pipeline.answer_frames([(ev, q)], answerer=req.answerer, decoding=req.decoding)[0]
         return answer_result(req.video, req.question, list(req.options), ans, self.runtime)
 
 
