@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import torch.nn.functional as F
 
 from sevila_tools.errors import InputError, ModelLoadError
 from sevila_tools.prompts import answerer_prompt
+from sevila_tools.selectors import build_selector, declared_options, options_for
 from sevila_tools.selectors.base import REGISTRY, SelectorInput
 from sevila_tools.selectors.clip import (
     CLIPSelector,
@@ -22,6 +24,7 @@ from sevila_tools.selectors.clip import (
     load_clip,
     resize_short_center_crop,
 )
+from sevila_tools.selectors.memo import FeatureMemo, selector_memo_stats
 from sevila_tools.synthetic import make_video
 from sevila_tools.video import preprocess, read_frames, sample_frames
 
@@ -294,3 +297,86 @@ def test_real_bpe_tokenizer_with_tiny_clip_selector(shared_data, video):
     s = CLIPSelector(model.eval(), tok, pixels="sevila_224").select(_inp(video), 4)
     ref = _independent_scores(model, tok, preprocess(video[1].frames).float(), " ".join([QUESTION, *OPTIONS]))
     np.testing.assert_allclose(s.candidate_scores, ref, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------------ plugin contract
+
+
+def test_options_contract():
+    cls = REGISTRY["clip"]
+    assert cls.rank == 20 and cls.scores_candidates and not cls.needs_gold
+    assert declared_options("clip") == ["clip_model", "text_mode", "long_text", "pixels"]
+    shared = {"clip_model": "x", "mdetr_checkpoint": "y", "pixels": "sevila_224", "long_video": "stride"}
+    assert options_for("clip", shared) == {"clip_model": "x", "pixels": "sevila_224"}
+    with pytest.raises(InputError) as err:
+        build_selector("clip", None, mdetr_checkpoint="m.ckpt")
+    assert "\n" not in str(err.value) and "mdetr_checkpoint" in str(err.value)
+    with pytest.raises(InputError) as err:
+        build_selector("clip", None, pixels="bogus")
+    assert "\n" not in str(err.value) and "pixels" in str(err.value)
+    sel = build_selector("clip", None, text_mode="question_only")  # no runtime: CPU, default CLIP, lazy
+    assert sel.model_name == "openai/clip-vit-base-patch32" and sel.text_mode == "question_only"
+    assert sel.device == torch.device("cpu")
+
+
+def test_fingerprint_follows_modes_and_local_weights(tiny, tmp_path):
+    base = build_selector("clip", None).fingerprint()
+    assert base["selector"] == "clip" and base["model"] == "openai/clip-vit-base-patch32"
+    for change in (
+        {"pixels": "sevila_224"},
+        {"text_mode": "sevila_prompt"},
+        {"long_text": "per_option_mean"},
+    ):
+        assert build_selector("clip", None, **change).fingerprint() != base
+    model, tok, _ = tiny
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    before = build_selector("clip", None, clip_model=str(tmp_path)).fingerprint()
+    assert before["model"]["path"] == str(tmp_path.resolve())
+    weights = next(tmp_path.glob("*.safetensors"))
+    st = weights.stat()
+    os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert build_selector("clip", None, clip_model=str(tmp_path)).fingerprint() != before
+
+
+def test_build_selector_shares_model_and_features(tiny_runtime, video, monkeypatch):
+    a = build_selector("clip", tiny_runtime)
+    b = build_selector("clip", tiny_runtime, text_mode="question_only")
+    assert a.model is b.model and a.model_name == "tiny-random-clip"
+    assert a.device == tiny_runtime.device
+    first = a.select(_inp(video), 4)
+    before = selector_memo_stats()
+    monkeypatch.setattr(b, "candidate_pixels", lambda inp: (_ for _ in ()).throw(AssertionError("re-read")))
+    second = b.select(_inp(video), 4)
+    after = selector_memo_stats()
+    assert after["features"]["stores"] == before["features"]["stores"]  # no new image features
+    assert after["features"]["hits"] == before["features"]["hits"] + 1
+    assert after["model_loads"] == before["model_loads"]
+    assert first.candidate_scores != second.candidate_scores  # other text, same frame features
+    # the scene selector with the same CLIP and pixels reads the same memoised features
+    scene = build_selector("scene", tiny_runtime)
+    assert scene.clip.model is a.model
+    scene.select(_inp(video), 3)
+    assert selector_memo_stats()["features"]["stores"] == before["features"]["stores"]
+
+
+def test_sevila_prompt_uses_the_pipeline_text(tiny, video):
+    model, tok, _ = tiny
+    sel = CLIPSelector(model, tok, text_mode="sevila_prompt", pixels="sevila_224")
+    inp = _inp(video)
+    inp.qa_text = "Question: why did the boy run? Option A: to play. custom instruction"
+    assert sel.select(inp, 4).extra["texts"] == [inp.qa_text]
+    other = CLIPSelector(model, tok, text_mode="question_only", pixels="sevila_224")
+    assert other.select(inp, 4).extra["texts"] == [QUESTION]  # only sevila_prompt reads it
+
+
+def test_feature_memo_is_a_bounded_lru():
+    memo = FeatureMemo(maxsize=2)
+    memo["a"] = 1
+    memo["b"] = 2
+    assert memo["a"] == 1  # "a" becomes the most recently used
+    memo["c"] = 3
+    assert "b" not in memo and "a" in memo and "c" in memo and len(memo) == 2
+    assert memo.stats() == {"entries": 2, "hits": 1, "stores": 3, "evictions": 1, "maxsize": 2}
+    with pytest.raises(ValueError):
+        FeatureMemo(maxsize=0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import warnings
 
 import numpy as np
@@ -13,8 +14,10 @@ import torch
 import torch.nn.functional as F
 
 from sevila_tools.errors import CheckpointError, InputError
+from sevila_tools.selectors import build_selector, declared_options
 from sevila_tools.selectors.base import REGISTRY, SelectorInput
 from sevila_tools.selectors.clip import build_tiny_clip, clip_tokenizer_from_bpe
+from sevila_tools.selectors.memo import selector_memo_stats
 from sevila_tools.selectors.moment_detr import (
     DEFAULT_LONG_VIDEO,
     MomentDETRSelector,
@@ -34,7 +37,7 @@ from sevila_tools.selectors.moment_detr import (
 from sevila_tools.synthetic import make_video
 from sevila_tools.video import SampledFrames, sample_frames, sample_indices
 
-# selectors.md §4.6: (key pattern, shape); E/D expand to layers 0 and 1
+# the official checkpoint layout (docs/selectors.md): (key pattern, shape); encoder/decoder layers 0 and 1
 _ATTN = [
     ("in_proj_weight", (768, 256)),
     ("in_proj_bias", (768,)),
@@ -141,7 +144,7 @@ def _inp(video, question="why did the boy run?", options=("to play.", "to eat.")
 # ------------------------------------------------------------------------------------------------ layout
 
 
-def test_full_size_layout_matches_spec(full_model, opt):
+def test_full_size_layout_matches_official_checkpoint(full_model, opt):
     assert opt["v_feat_dim"] == 512 and opt["ctx_mode"] == "video_tef"
     sd = full_model.state_dict()
     expected = _expected_layout()
@@ -432,7 +435,7 @@ def _features(t, d, seed=0):
 def test_long_video_rules(tiny):
     _, _, mdetr = tiny
     vid, q = _features(100, mdetr.vid_dim - 2), _features(9, mdetr.txt_dim, seed=1)
-    assert DEFAULT_LONG_VIDEO == "refuse"  # spec selectors.md §4.8: library default; eval sets sliding
+    assert DEFAULT_LONG_VIDEO == "refuse"  # the library default; evaluation runs choose a rule explicitly
     with pytest.raises(InputError) as err:
         run_moment_detr(mdetr, vid, q, long_video="refuse")
     assert "\n" not in str(err.value) and "sliding" in str(err.value) and "100 clips" in str(err.value)
@@ -571,3 +574,71 @@ def test_selector_from_checkpoint_file(tiny, video, tmp_path):
         s = MomentDETRSelector(path, clip_model=clip, clip_tokenizer=tok).select(_inp(video), 4)
     ref = MomentDETRSelector(model=mdetr, clip_model=clip, clip_tokenizer=tok).select(_inp(video), 4)
     assert s.frame_indices == ref.frame_indices and s.config["checkpoint"] == str(path)
+
+
+# ------------------------------------------------------------------------------------------------ plugin contract
+
+
+def test_options_contract():
+    cls = REGISTRY["moment_detr"]
+    assert cls.rank == 40 and not cls.scores_candidates and not cls.needs_gold
+    assert set(declared_options("moment_detr")) == {
+        "mdetr_checkpoint",
+        "trust_checkpoint",
+        "clip_model",
+        "text_mode",
+        "long_video",
+        "frame_strategy",
+        "snap_to_candidates",
+    }
+    defaults = cls.Options()
+    assert defaults.long_video == "refuse" and defaults.text_mode == "question_only"
+    with pytest.raises(InputError, match="mdetr_checkpoint"):
+        build_selector("moment_detr", None)  # a real runtime (or none) needs a checkpoint
+    with pytest.raises(InputError) as err:
+        build_selector("moment_detr", None, long_video="forever")
+    assert "\n" not in str(err.value) and "long_video" in str(err.value)
+    with pytest.raises(InputError, match="pixels"):
+        build_selector("moment_detr", None, pixels="sevila_224")  # a clip option, not a moment_detr one
+
+
+def test_build_selector_tiny_runtime_shares_models_and_features(tiny_runtime, video):
+    a = build_selector("moment_detr", tiny_runtime)
+    b = build_selector("moment_detr", tiny_runtime, frame_strategy="topk_saliency", snap_to_candidates=True)
+    clip_sel = build_selector("clip", tiny_runtime)
+    assert a.model is b.model and a.clip is b.clip is clip_sel.model
+    assert a.long_video == "refuse" and a.checkpoint is None
+    first = a.select(_inp(video), 4)
+    before = selector_memo_stats()
+    second = b.select(_inp(video), 4)
+    after = selector_memo_stats()
+    assert after["features"]["stores"] == before["features"]["stores"]  # clip features reused
+    assert after["features"]["hits"] == before["features"]["hits"] + 1
+    assert first.extra["pred_saliency_scores"] == second.extra["pred_saliency_scores"]
+    assert second.extra["frame_strategy"] == "topk_saliency" and second.extra["snap_to_candidates"] is True
+    fp = a.fingerprint()
+    assert fp["selector"] == "moment_detr" and fp["checkpoint"] == "tiny-random-moment-detr"
+    assert fp != b.fingerprint()
+
+
+def test_build_selector_from_checkpoint_shares_and_fingerprints(tiny, video, tmp_path):
+    clip, tok, mdetr = tiny
+    clip.save_pretrained(tmp_path / "clip")
+    tok.save_pretrained(tmp_path / "clip")
+    path = save_moment_detr(mdetr, tmp_path / "m.ckpt")
+    opts = {"mdetr_checkpoint": str(path), "clip_model": str(tmp_path / "clip")}
+    a = build_selector("moment_detr", None, **opts)
+    b = build_selector("moment_detr", None, long_video="sliding", **opts)
+    assert a.model is b.model and a.clip is b.clip
+    ref = MomentDETRSelector(model=mdetr, clip_model=clip, clip_tokenizer=tok).select(_inp(video), 4)
+    assert a.select(_inp(video), 4).frame_indices == ref.frame_indices
+    with pytest.warns(UserWarning, match="weights_only=False"):
+        trusted_model = build_selector("moment_detr", None, trust_checkpoint=True, **opts).model
+    assert trusted_model is not a.model  # the trust setting is part of the model memo key
+    fp = a.fingerprint()
+    assert fp["checkpoint"]["size"] == path.stat().st_size and fp["clip_model"]["path"].endswith("clip")
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    rewritten = build_selector("moment_detr", None, **opts)
+    assert rewritten.fingerprint() != fp
+    assert rewritten.model is not a.model  # a changed file is loaded again

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from sevila_tools.errors import InputError
+from sevila_tools.selectors import build_selector, declared_options
 from sevila_tools.selectors.base import REGISTRY, SelectorInput
 from sevila_tools.selectors.clip import CLIPSelector, build_tiny_clip
 from sevila_tools.selectors.scene import SceneSelector, scene_segments, select_per_segment
@@ -69,3 +70,34 @@ def test_one_frame_per_scene(tiny, inp):
     assert again.frame_indices == s.frame_indices
     five = SceneSelector(model, tok, pixels="sevila_224").select(inp, 5)
     assert len(five.frame_indices) == 5 and {f // 40 for f in five.frame_indices} == {0, 1, 2}
+
+
+def test_options_contract(inp):
+    cls = REGISTRY["scene"]
+    assert cls.rank == 30 and cls.scores_candidates and not cls.needs_gold
+    assert declared_options("scene") == [
+        "clip_model",
+        "text_mode",
+        "long_text",
+        "pixels",
+        "scene_threshold",
+        "scene_z",
+        "scene_max_similarity",
+    ]
+    with pytest.raises(InputError) as err:
+        build_selector("scene", None, scene_threshold=2.0)
+    assert "\n" not in str(err.value) and "scene_threshold" in str(err.value)
+    with pytest.raises(InputError, match="threshold"):
+        build_selector("scene", None, threshold=0.5)  # the constructor name is not an option key
+    sel = build_selector("scene", None, scene_threshold=-1.0, scene_z=2.0, pixels="sevila_224")
+    assert (sel.threshold, sel.z, sel.clip.pixels) == (-1.0, 2.0, "sevila_224")
+    fp = sel.fingerprint()
+    assert fp["selector"] == "scene" and fp["threshold"] == -1.0 and fp["pixels"] == "sevila_224"
+    assert build_selector("scene", None).fingerprint() != fp
+
+
+def test_build_selector_on_tiny_runtime(tiny_runtime, inp):
+    one = build_selector("scene", tiny_runtime, scene_threshold=-1.0).select(inp, 3)
+    assert one.extra["num_segments"] == 1 and one.config["threshold"] == -1.0
+    adaptive = build_selector("scene", tiny_runtime).select(inp, 3)
+    assert adaptive.candidate_scores == one.candidate_scores  # same CLIP, same relevance
