@@ -1,33 +1,25 @@
-"""Synthetic videos written with PyAV (``sevila demo``, ``sevila bench``, the test suite).
+"""Synthetic clips with a frame-counter band (``sevila demo``, ``sevila bench``, tests).
 
-Two kinds of clip:
-
-- :func:`make_video`: a coloured square moving over a grey background plus a black/white
-  **frame-counter band** across the top of every frame. The band encodes the frame index as
-  :data:`COUNTER_BITS` large blocks (most significant bit first, white = 1) that survive lossy
-  compression, so :func:`decode_counter` recovers the true index from a decoded, *native-resolution*
-  frame and frame-index logic can be checked from pixels.
-- :func:`make_scene_video`: solid-colour segments, so that different "scenes" look clearly different
-  (useful for keyframe-selector tests).
-
-Clips are meant to be small (<= 320x240, <= 10 s); a 10-s 320x240 clip is written in well under a
-second.
+The clip layout and the encoder settings are described in ``docs/video.md``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
 
 __all__ = [
     "COUNTER_BITS",
+    "VFR_PATTERN",
     "counter_band_height",
     "decode_counter",
     "draw_counter",
+    "make_realistic_video",
     "make_scene_video",
     "make_video",
     "make_zero_frame_video",
@@ -97,6 +89,10 @@ def synthetic_frame(index: int, num_frames: int, width: int, height: int) -> np.
     return draw_counter(img, index)
 
 
+#: Frame-duration pattern of variable-frame-rate clips, in quarters of the nominal frame period (mean 4).
+VFR_PATTERN = (4, 2, 6, 3, 5)
+
+
 def _open_output(
     path: Path,
     codec: str,
@@ -106,6 +102,12 @@ def _open_output(
     gop_size: int,
     crf: int,
     bit_rate: int,
+    *,
+    preset: str = "veryfast",
+    bframes: int | None = None,
+    scenecut: bool = False,
+    rotation: int = 0,
+    vfr: bool = False,
 ) -> tuple[av.container.OutputContainer, av.VideoStream]:
     codec = _CODEC_ALIASES.get(codec, codec)
     if width % 2 or height % 2:
@@ -114,7 +116,11 @@ def _open_output(
     container = av.open(str(path), mode="w")
     options: dict[str, str] = {}
     if codec == "libx264":
-        options = {"preset": "veryfast", "crf": str(crf), "keyint_min": "1", "sc_threshold": "0"}
+        options = {"preset": preset, "crf": str(crf)}
+        if not scenecut:  # a keyframe exactly every gop_size frames
+            options.update(keyint_min="1", sc_threshold="0")
+        if bframes is not None:
+            options["bf"] = str(bframes)
     stream = container.add_stream(codec, rate=rate, options=options)
     stream.width = width
     stream.height = height
@@ -122,15 +128,29 @@ def _open_output(
     stream.gop_size = gop_size
     if codec != "libx264":
         stream.bit_rate = bit_rate
+        if bframes:
+            stream.codec_context.max_b_frames = bframes
+    if vfr:
+        stream.codec_context.time_base = 1 / (rate * 4)
+    if rotation % 360:
+        stream.set_display_rotation(rotation % 360)
     return container, stream
 
 
 def _write_frames(
-    container: av.container.OutputContainer, stream: av.VideoStream, frames: Sequence[np.ndarray] | np.ndarray
+    container: av.container.OutputContainer,
+    stream: av.VideoStream,
+    frames: Iterable[np.ndarray],
+    vfr: bool = False,
 ) -> None:
+    pts = 0
     try:
-        for img in frames:
+        for i, img in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+            if vfr:
+                frame.pts = pts
+                frame.time_base = stream.codec_context.time_base
+                pts += VFR_PATTERN[i % len(VFR_PATTERN)]
             for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode():
@@ -149,23 +169,60 @@ def make_video(
     gop_size: int = 15,
     crf: int = 18,
     bit_rate: int = 2_000_000,
+    *,
+    seconds: float | None = None,
+    preset: str = "veryfast",
+    bframes: int | None = None,
+    scenecut: bool = False,
+    rotation: int = 0,
+    vfr: bool = False,
 ) -> Path:
     """Write a synthetic clip with a moving square and a frame-counter band; return its path.
 
     The container follows the file extension (``.mp4``, ``.mkv``, ``.avi``, ``.mov``...).
-    ``codec`` is ``"libx264"`` (preset veryfast, ``crf``, keyframe every ``gop_size`` frames) or
-    ``"mpeg4"`` (``bit_rate`` bits/s). Frame ``i`` carries ``i`` in its counter band
-    (see :func:`decode_counter`). Use ``mpeg4`` for ``.avi``: decord's random access into H.264-in-AVI
-    returns wrong frames (decoded from the wrong keyframe), whereas sequential decoding is fine.
+    ``codec`` is ``"libx264"`` (``preset``, ``crf``, B-frames as the preset sets them unless ``bframes``
+    is given) or ``"mpeg4"`` (``bit_rate`` bits/s, ``bframes`` B-frames, default none). A keyframe comes
+    every ``gop_size`` frames; with ``scenecut=True`` x264 keeps its own keyframe decisions (scene cuts,
+    ``keyint_min``) as in ordinary encodes. ``seconds`` sets the length instead of ``num_frames``.
+    ``rotation`` stores a display rotation (degrees counter-clockwise; mp4/mov/mkv). ``vfr`` gives frames
+    the irregular durations of :data:`VFR_PATTERN` (same mean frame rate). Frame ``i`` in presentation
+    order carries ``i`` in its counter band (see :func:`decode_counter`). Use ``mpeg4`` for ``.avi``:
+    decord's random access into H.264-in-AVI returns wrong frames, whereas sequential decoding is fine.
     """
     path = Path(path)
+    if seconds is not None:
+        num_frames = int(round(seconds * float(fps)))
     if num_frames < 1:
         raise ValueError("num_frames must be >= 1")
     path.parent.mkdir(parents=True, exist_ok=True)
-    container, stream = _open_output(path, codec, fps, width, height, gop_size, crf, bit_rate)
+    container, stream = _open_output(
+        path, codec, fps, width, height, gop_size, crf, bit_rate,
+        preset=preset, bframes=bframes, scenecut=scenecut, rotation=rotation, vfr=vfr,
+    )  # fmt: skip
     frames = (synthetic_frame(i, num_frames, width, height) for i in range(num_frames))
-    _write_frames(container, stream, frames)
+    _write_frames(container, stream, frames, vfr=vfr)
     return path
+
+
+def make_realistic_video(
+    path: str | Path,
+    width: int = 640,
+    height: int = 360,
+    seconds: float = 120.0,
+    fps: int | float | Fraction = 30,
+    codec: str = "libx264",
+    **kwargs: Any,
+) -> Path:
+    """A clip encoded like an ordinary download: x264 veryfast, keyint 250 with scene cuts, B-frames.
+
+    For decoding benchmarks (e.g. 640x360 for 120 s, 640x480 for 44 s, 10 minutes); ``kwargs`` go to
+    :func:`make_video` (``rotation``, ``vfr``, ``crf``...). ``codec="mpeg4"`` uses 2 B-frames.
+    """
+    opts: dict[str, Any] = {"gop_size": 250, "scenecut": True, "crf": 23}
+    if _CODEC_ALIASES.get(codec, codec) == "mpeg4":
+        opts["bframes"] = 2
+    opts.update(kwargs)
+    return make_video(path, fps=fps, width=width, height=height, codec=codec, seconds=seconds, **opts)
 
 
 def make_scene_video(

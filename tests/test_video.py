@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from sevila_tools import video as V
+from sevila_tools.video import decode as decode_module
 from sevila_tools.errors import InputError, VideoError
 from sevila_tools.synthetic import (
     decode_counter,
@@ -273,7 +274,7 @@ def test_auto_decoder(clips):
 
 
 def test_fallback_when_decord_missing(clips, monkeypatch, caplog):
-    monkeypatch.setattr(V, "_import_decord", lambda: None)
+    monkeypatch.setattr(decode_module, "_import_decord", lambda: None)
     assert V.sample_frames(clips["short"], 2, decoder="auto").decoder == "pyav"
     with caplog.at_level(logging.WARNING, logger="sevila_tools.video"):
         s = V.sample_frames(clips["short"], 2, decoder="decord", size=None)

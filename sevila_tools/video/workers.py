@@ -1,0 +1,231 @@
+"""Decode worker processes: fresh interpreters over socket pairs, one task at a time, crash- and timeout-safe."""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import pickle
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any
+
+from sevila_tools.errors import VideoError
+
+__all__ = ["Outcome", "WorkerSet", "serve"]
+
+_LIVE: weakref.WeakSet[WorkerSet] = weakref.WeakSet()
+
+
+@dataclass
+class Outcome:
+    """What a task produced: ``ok`` and its return value, or not ``ok`` and the exception."""
+
+    key: Any
+    ok: bool
+    value: Any
+
+
+@dataclass
+class _Worker:
+    proc: subprocess.Popen
+    conn: Connection
+    key: Any = None
+    label: str = ""
+    deadline: float | None = None
+    busy: bool = field(default=False)
+
+
+def _child_env() -> dict[str, str]:
+    """The parent's environment, with this package's folder first on PYTHONPATH (a source checkout works)."""
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env
+
+
+class WorkerSet:
+    """Up to ``size`` worker processes; each runs one ``fn(*args)`` at a time.
+
+    Workers are ``python -c`` children (never forked: safe next to threads, CUDA and unguarded scripts),
+    started lazily and reused. A worker that dies or passes its task's deadline is killed and replaced,
+    and that task's :class:`Outcome` carries a one-line :class:`VideoError`. Not thread-safe.
+    """
+
+    def __init__(self, size: int) -> None:
+        if size < 1:
+            raise ValueError("a worker set needs at least one worker")
+        self.size = int(size)
+        self._workers: list[_Worker] = []
+        _LIVE.add(self)
+
+    @property
+    def idle(self) -> int:
+        """Tasks that :meth:`submit` can take now without waiting."""
+        return self.size - sum(w.busy for w in self._workers)
+
+    @property
+    def busy(self) -> int:
+        return sum(w.busy for w in self._workers)
+
+    def pids(self) -> list[int]:
+        """Process ids of the live workers (busy ones first)."""
+        return [w.proc.pid for w in sorted(self._workers, key=lambda w: not w.busy)]
+
+    def _spawn(self) -> _Worker:
+        parent, child = socket.socketpair()
+        code = f"from sevila_tools.video.workers import serve; serve({child.fileno()})"
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code],
+            pass_fds=(child.fileno(),),
+            env=_child_env(),
+            stdin=subprocess.DEVNULL,
+        )
+        child.close()
+        worker = _Worker(proc=proc, conn=Connection(parent.detach()))
+        self._workers.append(worker)
+        return worker
+
+    def submit(
+        self, key: Any, fn: Callable[..., Any], args: tuple, label: str = "", timeout: float | None = None
+    ) -> None:
+        """Run ``fn(*args)`` on an idle worker (``fn`` must be importable by name); needs ``idle > 0``."""
+        worker = next((w for w in self._workers if not w.busy), None)
+        if worker is None:
+            if len(self._workers) >= self.size:
+                raise RuntimeError("no idle worker: collect results first")
+            worker = self._spawn()
+        worker.key, worker.label, worker.busy = key, label, True
+        worker.deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            worker.conn.send((fn, args))
+        except OSError:  # died while idle: the next collect() reports it for this task
+            pass
+
+    def collect(self, timeout: float | None = None) -> list[Outcome]:
+        """Wait until at least one task finishes (or ``timeout`` s pass) and return the finished ones."""
+        busy = [w for w in self._workers if w.busy]
+        if not busy:
+            return []
+        now = time.monotonic()
+        deadlines = [w.deadline - now for w in busy if w.deadline is not None]
+        limit = min([timeout, *deadlines]) if timeout is not None else (min(deadlines) if deadlines else None)
+        ready = wait([w.conn for w in busy], timeout=None if limit is None else max(0.0, limit))
+        out = []
+        for w in busy:
+            if w.conn in ready:
+                out.append(self._receive(w))
+            elif w.deadline is not None and time.monotonic() >= w.deadline:
+                self._retire(w)
+                out.append(Outcome(w.key, False, VideoError(f"decoding timed out: {w.label}")))
+        return out
+
+    def _receive(self, w: _Worker) -> Outcome:
+        try:
+            ok, value = w.conn.recv()
+        except (EOFError, OSError, pickle.UnpicklingError) as exc:
+            code = self._retire(w)
+            how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+            msg = f"decode worker died ({how}) while reading {w.label or 'a video'}"
+            return Outcome(w.key, False, VideoError(msg if isinstance(exc, EOFError) else f"{msg}: {exc}"))
+        w.busy, w.deadline = False, None
+        return Outcome(w.key, ok, value)
+
+    def _retire(self, w: _Worker) -> int | None:
+        """Kill and forget one worker; returns its exit code."""
+        with contextlib.suppress(OSError):
+            w.proc.kill()
+        try:
+            code = w.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            code = None
+        w.conn.close()
+        self._workers.remove(w)
+        return code
+
+    def cancel_busy(self) -> None:
+        """Kill the workers that are running a task (their results are no longer wanted)."""
+        for w in [w for w in self._workers if w.busy]:
+            self._retire(w)
+
+    def close(self) -> None:
+        """Stop every worker (busy ones are killed)."""
+        for w in list(self._workers):
+            if not w.busy:
+                with contextlib.suppress(OSError):
+                    w.conn.send(None)
+            self._retire_quietly(w)
+
+    def _retire_quietly(self, w: _Worker) -> None:
+        try:
+            w.proc.wait(timeout=0 if w.busy else 2)
+        except subprocess.TimeoutExpired:
+            pass
+        self._retire(w)
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
+
+
+@atexit.register
+def _close_all() -> None:
+    for ws in list(_LIVE):
+        with contextlib.suppress(Exception):
+            ws.close()
+
+
+def serve(fd: int) -> None:
+    """Worker main loop: receive ``(fn, args)``, send back ``(True, result)`` or ``(False, exception)``."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the parent, which then closes us
+    conn = Connection(fd)
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return
+        if msg is None:
+            return
+        fn, args = msg
+        try:
+            reply: tuple[bool, Any] = (True, fn(*args))
+        except BaseException as exc:  # noqa: BLE001 - every failure goes back to the parent
+            reply = (False, _portable(exc))
+        try:
+            conn.send(reply)
+        except (EOFError, OSError):
+            return
+
+
+def _portable(exc: BaseException) -> BaseException:
+    """``exc`` if it survives pickling, else a RuntimeError naming it."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
+
+
+_shared_lock = threading.Lock()
+_shared: WorkerSet | None = None
+
+
+@contextlib.contextmanager
+def shared_workers(size: int):
+    """The process-wide worker set for single-video parallel reads, grown to ``size``; one user at a time."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = WorkerSet(size)
+        _shared.size = max(_shared.size, size)
+        yield _shared
