@@ -1,13 +1,13 @@
 """Shared pytest fixtures.
 
-Tests run offline (``HF_HUB_OFFLINE=1``) on tiny random-weight models and synthetic videos.
-Real public annotation files live in ``../shared/data`` (override with ``SEVILA_SHARED_DIR``); tests that
-need them skip when the folder is absent, unless ``SEVILA_REQUIRE_SHARED=1`` (set by ``.ci/run``), which
-turns the skip into a failure.
+Tests run offline (``HF_HUB_OFFLINE=1``) on tiny random-weight models and synthetic videos. Real public annotation
+files live in ``tests/data`` (sources and licences in ``tests/data/README.md``); the ``real_data`` fixture gives them
+under their published names.
 """
 
 from __future__ import annotations
 
+import gzip
 import os
 from pathlib import Path
 
@@ -18,23 +18,35 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def _shared_dir() -> Path:
-    env = os.environ.get("SEVILA_SHARED_DIR")
-    return Path(env) if env else REPO_ROOT.parent / "shared" / "data"
+DATA_DIR = REPO_ROOT / "tests" / "data"
+_PACKED = (".jsonl.gz", ".json.gz", ".csv.gz")
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """Path to the real public fixture files (``shared/data``); skip or fail when absent."""
-    path = _shared_dir()
-    if not path.is_dir():
-        msg = f"shared data folder not found at {path} (set SEVILA_SHARED_DIR)"
-        if os.environ.get("SEVILA_REQUIRE_SHARED") == "1":
-            pytest.fail(msg + "; SEVILA_REQUIRE_SHARED=1 forbids skipping")
-        pytest.skip(msg)
-    return path
+def data_dir() -> Path:
+    """``tests/data`` as stored (some files gzip-compressed)."""
+    return DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def real_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding ``tests/data`` under the published file names (``.jsonl.gz`` etc. unpacked)."""
+    out = tmp_path_factory.mktemp("real_data")
+    for src in sorted(DATA_DIR.rglob("*")):
+        if not src.is_file():
+            continue
+        rel = src.relative_to(DATA_DIR)
+        packed = src.name.endswith(_PACKED)
+        dst = out / (rel.with_suffix("") if packed else rel)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.write_bytes(gzip.decompress(src.read_bytes()) if packed else src.read_bytes())
+    return out
+
+
+@pytest.fixture(scope="session")
+def shared_data(real_data: Path) -> Path:
+    """Former name of :func:`real_data`, kept while tests migrate."""
+    return real_data
 
 
 @pytest.fixture(scope="session")

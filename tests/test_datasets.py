@@ -1,4 +1,4 @@
-"""Annotation loaders (evaluation.md §1) on the real NExT-QA / QVHighlights files and small hand-made files."""
+"""Dataset specs and annotation loaders on the real NExT-QA / QVHighlights files and small hand-made files."""
 
 from __future__ import annotations
 
@@ -12,12 +12,21 @@ from pathlib import Path
 import pytest
 
 from sevila_tools.errors import InputError, VideoError
-from sevila_tools.eval.datasets import DATASETS, NUM_OPTIONS, Sample, load_annotations, preflight
+from sevila_tools.eval.datasets import (
+    DATASETS,
+    NUM_OPTIONS,
+    Sample,
+    available_datasets,
+    count_empty_windows,
+    get_dataset,
+    load_annotations,
+    preflight,
+)
 
 
 @pytest.fixture(scope="module")
-def nextqa_val(shared_data: Path) -> list[Sample]:
-    d = shared_data / "nextqa"
+def nextqa_val(real_data: Path) -> list[Sample]:
+    d = real_data / "nextqa"
     return load_annotations(
         "nextqa", d / "val.csv", videos_root="/videos", video_map=d / "map_vid_vidorID.json"
     )
@@ -33,7 +42,7 @@ def _write_jsonl(path: Path, records: list[dict], final_newline: bool = True) ->
 
 
 def test_constants() -> None:
-    assert DATASETS == ("nextqa", "star", "how2qa", "tvqa", "vlep", "qvhighlights")
+    assert DATASETS == available_datasets() == ("how2qa", "nextqa", "star", "tvqa", "vlep", "qvhighlights")
     assert NUM_OPTIONS == {"nextqa": 5, "star": 4, "how2qa": 4, "tvqa": 5, "vlep": 2}
 
 
@@ -50,7 +59,7 @@ def test_nextqa_csv_counts(nextqa_val: list[Sample]) -> None:
     assert all(len(s.options) == 5 and s.dataset == "nextqa" for s in samples)
 
 
-def test_nextqa_csv_first_row_conversion(nextqa_val: list[Sample], shared_data: Path) -> None:
+def test_nextqa_csv_first_row_conversion(nextqa_val: list[Sample], real_data: Path) -> None:
     s = nextqa_val[0]
     assert s.qid == "4010069381_6"
     assert s.video_id == "4010069381"
@@ -64,9 +73,9 @@ def test_nextqa_csv_first_row_conversion(nextqa_val: list[Sample], shared_data: 
     ]
     assert s.answer == 0 and s.qtype == "CH"
     assert s.extra["sevila_qid"] == "CH_4010069381_6"
-    vmap = json.loads((shared_data / "nextqa" / "map_vid_vidorID.json").read_text())
+    vmap = json.loads((real_data / "nextqa" / "map_vid_vidorID.json").read_text())
     assert s.video == str(Path("/videos") / (vmap["4010069381"] + ".mp4"))
-    with (shared_data / "nextqa" / "val.csv").open(newline="") as f:
+    with (real_data / "nextqa" / "val.csv").open(newline="") as f:
         rows = list(csv.DictReader(f))
     for t, row in zip(nextqa_val, rows, strict=True):
         # SeViLA appends unconditionally: the one val question already ending in "?" gets "??"
@@ -76,11 +85,11 @@ def test_nextqa_csv_first_row_conversion(nextqa_val: list[Sample], shared_data: 
     assert sum(t.question.endswith("??") for t in nextqa_val) == 1
 
 
-def test_nextqa_csv_without_map_or_root(shared_data: Path) -> None:
-    path = shared_data / "nextqa" / "val.csv"
+def test_nextqa_csv_without_map_or_root(real_data: Path) -> None:
+    path = real_data / "nextqa" / "val.csv"
     no_map = load_annotations("nextqa", path, videos_root="/r", video_ext="avi")
     assert no_map[0].video == str(Path("/r") / "4010069381.avi")
-    stems = load_annotations("nextqa", path, video_map=shared_data / "nextqa" / "map_vid_vidorID.json")
+    stems = load_annotations("nextqa", path, video_map=real_data / "nextqa" / "map_vid_vidorID.json")
     assert stems[0].video.endswith("/4010069381") and not stems[0].video.endswith(".mp4")
     # keys are unique and equal f"{video}_{qid}" from an independent csv read
     with path.open(newline="") as f:
@@ -88,16 +97,16 @@ def test_nextqa_csv_without_map_or_root(shared_data: Path) -> None:
     assert [f"{r['video']}_{r['qid']}" for r in rows] == [s.qid for s in no_map]
 
 
-def test_nextqa_map_missing_video(tmp_path: Path, shared_data: Path) -> None:
+def test_nextqa_map_missing_video(tmp_path: Path, real_data: Path) -> None:
     with pytest.raises(InputError, match="not in the video map"):
-        load_annotations("nextqa", shared_data / "nextqa" / "val.csv", video_map={"1": "0000/1"})
+        load_annotations("nextqa", real_data / "nextqa" / "val.csv", video_map={"1": "0000/1"})
 
 
 # ---------------------------------------------------------------------------------------------------- QVHighlights
 
 
-def test_qvhighlights_val(shared_data: Path) -> None:
-    path = shared_data / "qvhighlights" / "highlight_val_release.jsonl"
+def test_qvhighlights_val(real_data: Path) -> None:
+    path = real_data / "qvhighlights" / "highlight_val_release.jsonl"
     assert not path.read_bytes().endswith(b"\n")
     samples = load_annotations("qvhighlights", path, videos_root="/qvh")
     assert len(samples) == 1550
@@ -111,8 +120,8 @@ def test_qvhighlights_val(shared_data: Path) -> None:
     assert {s.duration for s in samples} > {150, 126}
 
 
-def test_qvhighlights_single_record(shared_data: Path) -> None:
-    samples = load_annotations("qvhighlights", shared_data / "qvhighlights" / "example_queries.jsonl")
+def test_qvhighlights_single_record(real_data: Path) -> None:
+    samples = load_annotations("qvhighlights", real_data / "qvhighlights" / "example_queries.jsonl")
     assert len(samples) == 1 and samples[0].qid == "8056"
     assert samples[0].question == "Chef makes pizza and cuts it up."
 
@@ -354,9 +363,23 @@ def test_missing_and_malformed_files(tmp_path: Path) -> None:
         load_annotations("star", broken_list)
 
 
-def test_csv_for_wrong_dataset(shared_data: Path) -> None:
-    with pytest.raises(InputError, match="only supported for nextqa"):
-        load_annotations("star", shared_data / "nextqa" / "val.csv")
+def test_wrong_format_names_the_likely_dataset(real_data: Path, tmp_path: Path) -> None:
+    csv_path = real_data / "nextqa" / "val.csv"
+    with pytest.raises(InputError) as exc:
+        load_annotations("star", csv_path)
+    assert str(exc.value) == (
+        f"{csv_path}: not a star annotation file (it looks like a nextqa file); star reads: "
+        "official STAR json list (question_id, video_id, choices, answer text); SeViLA JSON list (video, qid, a0.., "
+        "answer)"
+    )
+    qvh = real_data / "qvhighlights" / "example_queries.jsonl"
+    with pytest.raises(InputError, match=r"not a tvqa annotation file \(it looks like a qvhighlights file\)"):
+        load_annotations("tvqa", qvh)
+    odd = _write_jsonl(tmp_path / "odd.jsonl", [{"x": 1}])
+    with pytest.raises(
+        InputError, match=r"odd.jsonl: not a vlep annotation file; vlep reads: release JSON Lines"
+    ):
+        load_annotations("vlep", odd)
 
 
 # ---------------------------------------------------------------------------------------------------- preflight
@@ -408,3 +431,204 @@ def test_preflight(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert rep.unreadable == [str(broken)] and [s.qid for s in rep.ok] == ["1", "3"]
     assert "1 unreadable" in rep.summary() and "\n" not in rep.summary()
     assert preflight([_mc("1", str(good))]).summary() == "0 of 1 videos missing"
+
+
+# ---------------------------------------------------------------------------------------------------- specs
+
+
+def test_spec_fields() -> None:
+    from sevila_tools.prompts import PROMPT_STYLES
+
+    expected = {
+        # name: (num_options, prompt style, task, default frames, headline)
+        "nextqa": (5, "default", "multiple_choice", 32, "overall"),
+        "star": (4, "default", "multiple_choice", 32, "macro_type_mean"),
+        "how2qa": (4, "default", "multiple_choice", 32, "overall"),
+        "tvqa": (5, "default", "multiple_choice", 32, "overall"),
+        "vlep": (2, "next_event", "multiple_choice", 32, "overall"),
+        "qvhighlights": (0, "query_relevance", "moments", 75, "MR-full-mAP"),
+    }
+    for name, fields in expected.items():
+        spec = get_dataset(name)
+        assert (spec.num_options, spec.prompt_style, spec.task, spec.default_frames, spec.headline) == fields
+        assert spec.prompt_style in PROMPT_STYLES and spec.description and spec.readers
+    assert (
+        get_dataset(" NExTQA ") is get_dataset("nextqa") and get_dataset(get_dataset("star")).name == "star"
+    )
+    assert get_dataset("nextqa").columns[-1] == "Acc" and get_dataset("star").columns[4] == "Avg."
+
+
+def test_unknown_dataset_is_one_line() -> None:
+    with pytest.raises(InputError) as exc:
+        get_dataset("kinetics")
+    assert str(exc.value) == (
+        "unknown dataset 'kinetics'; valid names: how2qa, nextqa, star, tvqa, vlep, qvhighlights"
+    )
+
+
+def test_spec_load_reads_gzip(data_dir: Path, real_data: Path) -> None:
+    spec = get_dataset("nextqa")
+    packed = spec.load(
+        data_dir / "nextqa" / "val.csv.gz",
+        videos="/v",
+        video_map=data_dir / "nextqa" / "map_vid_vidorID.json.gz",
+    )
+    plain = load_annotations(
+        "nextqa", real_data / "nextqa" / "val.csv", "/v", real_data / "nextqa" / "map_vid_vidorID.json"
+    )
+    assert [s.model_dump() for s in packed] == [s.model_dump() for s in plain]
+    broken = data_dir.parent / "data" / "qvhighlights" / "LICENSE"
+    with pytest.raises(InputError, match="not a qvhighlights annotation file"):
+        get_dataset("qvhighlights").load(broken)
+
+
+def test_fixture_files_are_the_published_files(real_data: Path) -> None:
+    import hashlib
+
+    published = {
+        "nextqa/val.csv": "43198bdef8436b8d64a9b75d846b0987c10cbf94ebf4be325c4a4e54634d66b8",
+        "nextqa/map_vid_vidorID.json": "1955d89e7a175346faf8d4a582297ff349619231394f59fd7872f459ac8a8685",
+        "qvhighlights/highlight_val_release.jsonl": "f668a1eaea156ec5315e14718999cea043a8cf948d3cafbd8e8d655318c3cd02",
+        "qvhighlights/sample_val_preds.jsonl": "df3227ef84985db846f102e75cda43b5f9f962d12b95b990028eed88f1901b40",
+        "qvhighlights/sample_val_preds_metrics_raw.json": "ddd5e405c480c6bde6abe2d54561d68ce7098bc7c10a42ed40a9e72e2eda5841",
+        "clip/bpe_simple_vocab_16e6.txt.gz": "924691ac288e54409236115652ad4aa250f48203de50a9e4722a6ecd48d6804a",
+        "moment_detr/opt.json": "3e79a1ad943f92bd8ea633c08fe7efa9170e23ba4fe4f1dd92c75e55bf9c141e",
+    }
+    for rel, digest in published.items():
+        assert hashlib.sha256((real_data / rel).read_bytes()).hexdigest() == digest, rel
+    for folder in ("nextqa", "qvhighlights", "clip", "moment_detr"):
+        assert (real_data / folder / "LICENSE").is_file()
+
+
+# ---------------------------------------------------------------------------------------------------- empty windows
+
+
+def test_empty_and_reversed_windows_are_kept_and_counted(tmp_path: Path) -> None:
+    base = {"q": "q?", "a0": "a", "a1": "b", "a2": "c", "a3": "d", "answer_idx": 0}
+    recs = [
+        {**base, "vid_name": "v0", "ts": "10.0-20.0"},
+        {**base, "vid_name": "v1", "ts": "15.0-15.0"},  # empty
+        {**base, "vid_name": "v2", "ts": "30.5-12.0"},  # reversed
+        {**base, "vid_name": "v3"},  # no window: the whole video
+    ]
+    samples = load_annotations("how2qa", _write_jsonl(tmp_path / "how2qa.jsonl", recs))
+    assert [s.qid for s in samples] == ["HOW2QA_0", "HOW2QA_1", "HOW2QA_2", "HOW2QA_3"]
+    assert [s.empty_window for s in samples] == [False, True, True, False]
+    assert (samples[2].start, samples[2].end) == (30.5, 12.0)
+    assert count_empty_windows(samples) == 2
+
+    from sevila_tools.eval.scorers import score_multiple_choice
+
+    metrics = score_multiple_choice("how2qa", {s.qid: 0 for s in samples}, samples)
+    assert metrics["n"] == 4 and metrics["overall"] == 100.0  # every question scored
+
+
+# ---------------------------------------------------------------------------------------------------- VLEP videos
+
+
+def test_vlep_video_layouts(tmp_path: Path) -> None:
+    recs = [
+        {
+            "example_id": 1,
+            "vid_name": "friends_s01e02_seg02_clip_05_ep",
+            "ts": [1, 3],
+            "events": ["a", "b"],
+            "answer": 0,
+        },
+        {"example_id": 2, "vid_name": "Xy12abc_0:10-0:20", "ts": [0, 5], "events": ["c", "d"], "answer": 1},
+    ]
+    ann = _write_jsonl(tmp_path / "vlep_dev_release.jsonl", recs)
+    root = tmp_path / "videos"
+    (root / "youtube").mkdir(parents=True)
+    (root / "tv").mkdir()
+    tv_clip = root / "tv" / "friends_s01e02_seg02_clip_05.mp4"
+    yt_clip = root / "youtube" / "Xy12abc_0:10-0:20.mp4"
+    for f in (tv_clip, yt_clip):
+        f.write_bytes(b"x")
+    spec = get_dataset("vlep")
+    official = spec.load(ann, videos=root)
+    assert [s.video for s in official] == [str(tv_clip), str(yt_clip)]
+    assert preflight(official).missing == []
+    named = spec.load(ann, videos={"youtube": root / "youtube", "tv": root / "tv"}, video_ext="mkv")
+    assert [s.video for s in named] == [str(tv_clip.with_suffix(".mkv")), str(yt_clip.with_suffix(".mkv"))]
+    flat = spec.load(ann, videos=tmp_path / "flat")  # no youtube/ + tv/ folders: the flat rule
+    assert [s.video for s in flat] == [str(tmp_path / "flat" / (r["vid_name"] + ".mp4")) for r in recs]
+    with pytest.raises(InputError, match="must be named 'youtube' and 'tv'"):
+        spec.load(ann, videos={"yt": root})
+    how2qa = _write_jsonl(
+        tmp_path / "h.jsonl", [{"vid_name": "v", "q": "q", "a0": "", "a1": "", "a2": "", "a3": ""}]
+    )
+    with pytest.raises(InputError, match="not a layout of this dataset"):
+        get_dataset("how2qa").load(how2qa, videos={"youtube": root, "tv": root})
+
+
+# ---------------------------------------------------------------------------------------------------- extension
+
+
+def test_a_new_dataset_is_one_registration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a new module in eval/datasets/ does: build a DatasetSpec from a reader and register it."""
+    from sevila_tools.eval.datasets import DatasetSpec, Reader, _spec, register_dataset
+    from sevila_tools.eval.scorers import score_accuracy
+
+    monkeypatch.setattr(_spec, "_REGISTRY", dict(_spec._REGISTRY))
+
+    def read(file, spec, paths):
+        return [
+            Sample(
+                dataset=spec.name,
+                qid=str(r["id"]),
+                video_id=r["clip"],
+                video=paths(r["clip"], r["clip"], where),
+                question=r["q"],
+                options=r["options"],
+                answer=r["gold"],
+                qtype=None,
+            )
+            for where, r in file.records
+        ]
+
+    spec = register_dataset(
+        DatasetSpec(
+            name="toyqa",
+            description="toy",
+            readers=(Reader("toy JSON Lines", ("jsonl",), lambda r: "clip" in r, read),),
+            prompt_style="default",
+            num_options=3,
+            task="multiple_choice",
+            scorer=score_accuracy,
+            headline="overall",
+            columns=("Acc",),
+        )
+    )
+    ann = _write_jsonl(
+        tmp_path / "toy.jsonl",
+        [{"id": i, "clip": f"c{i}", "q": "q?", "options": ["x", "y", "z"], "gold": i % 3} for i in range(4)],
+    )
+    samples = load_annotations("toyqa", ann, videos_root="/toy")
+    assert "toyqa" in available_datasets() and samples[1].video == str(Path("/toy") / "c1.mp4")
+    metrics = spec.score({"0": 0, "1": 1, "2": 0, "3": 0}, samples)
+    assert (
+        metrics["overall"] == 75.0
+        and metrics["per_type"] == {"TOYQA": 75.0}
+        and metrics["dataset"] == "toyqa"
+    )
+    with pytest.raises(ValueError, match="registered twice"):
+        register_dataset(DatasetSpec(**{**spec.__dict__, "description": "other"}))
+    with pytest.raises(InputError, match="unknown prompt style"):
+        register_dataset(DatasetSpec(**{**spec.__dict__, "name": "toy2", "prompt_style": "nope"}))
+
+
+@pytest.mark.parametrize(
+    "first", ["sevila_tools.eval.scorers", "sevila_tools.eval.datasets.vlep", "sevila_tools.cli.cmd_score"]
+)
+def test_import_order_does_not_matter(first: str) -> None:
+    import subprocess
+
+    code = (
+        f"import {first}\n"
+        "from sevila_tools.eval.datasets import DATASETS\n"
+        "from sevila_tools.eval.scorers import score_multiple_choice, score_qvhighlights\n"
+        "print(len(DATASETS))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "6", out.stderr

@@ -1,4 +1,4 @@
-"""Scorers: QVHighlights exact reproduction of the official metrics file, NExT-QA/STAR/other accuracy."""
+"""Scorers: QVHighlights exact reproduction of the official metrics file, NExT-QA/STAR/other accuracy, frame accuracy."""
 
 from __future__ import annotations
 
@@ -8,17 +8,22 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from sevila_tools.errors import InputError
-from sevila_tools.eval.datasets import Sample, load_annotations, qvh_ground_truth
+from sevila_tools.eval.datasets import Sample, get_dataset, load_annotations, qvh_ground_truth
 from sevila_tools.eval.scorers import (
+    STAR_TYPES,
     filter_by_length,
+    frame_accuracy,
+    frame_labels,
     load_predictions,
     metrics_table,
     score_file,
     score_multiple_choice,
     score_qvhighlights,
+    score_submission,
     write_nextqa_result_json,
 )
 
@@ -26,8 +31,8 @@ from sevila_tools.eval.scorers import (
 
 
 @pytest.fixture(scope="module")
-def qvh(shared_data: Path) -> tuple[list[dict], list[dict], str]:
-    d = shared_data / "qvhighlights"
+def qvh(real_data: Path) -> tuple[list[dict], list[dict], str]:
+    d = real_data / "qvhighlights"
     sub = load_predictions("qvhighlights", d / "sample_val_preds.jsonl")
     gt = qvh_ground_truth(load_annotations("qvhighlights", d / "highlight_val_release.jsonl"))
     return sub, gt, (d / "sample_val_preds_metrics_raw.json").read_text()
@@ -157,8 +162,8 @@ def test_qvh_validation() -> None:
 
 
 @pytest.fixture(scope="module")
-def nextqa(shared_data: Path) -> list[Sample]:
-    return load_annotations("nextqa", shared_data / "nextqa" / "val.csv")
+def nextqa(real_data: Path) -> list[Sample]:
+    return load_annotations("nextqa", real_data / "nextqa" / "val.csv")
 
 
 def _independent_type_accuracy(csv_path: Path, predict) -> dict[str, float]:
@@ -172,7 +177,7 @@ def _independent_type_accuracy(csv_path: Path, predict) -> dict[str, float]:
     return {t: float(f"{100.0 * hit[t] / tot[t]:.2f}") for t in tot}
 
 
-def test_nextqa_synthetic_predictions(nextqa: list[Sample], shared_data: Path) -> None:
+def test_nextqa_synthetic_predictions(nextqa: list[Sample], real_data: Path) -> None:
     right = score_multiple_choice("nextqa", {s.qid: s.answer for s in nextqa}, nextqa)
     assert right["overall"] == 100.0 and set(right["per_type"].values()) == {100.0}
     wrong = score_multiple_choice("nextqa", {s.qid: (s.answer + 1) % 5 for s in nextqa}, nextqa)
@@ -180,7 +185,7 @@ def test_nextqa_synthetic_predictions(nextqa: list[Sample], shared_data: Path) -
 
     zero = score_multiple_choice("nextqa", {s.qid: 0 for s in nextqa}, nextqa)
     assert zero["overall"] == 20.28 and zero["n"] == 4996 and zero["missing"] == []
-    assert zero["per_type"] == _independent_type_accuracy(shared_data / "nextqa" / "val.csv", lambda r: 0)
+    assert zero["per_type"] == _independent_type_accuracy(real_data / "nextqa" / "val.csv", lambda r: 0)
     assert list(zero["per_type"]) == ["CW", "CH", "TN", "TP", "TC", "DC", "DL", "DO"]
     assert zero["counts"]["TP"] == 54
     assert list(zero["display"]) == [
@@ -225,7 +230,7 @@ def test_nextqa_missing_predictions(nextqa: list[Sample]) -> None:
         score_multiple_choice("nextqa", {s.qid: 5 for s in nextqa}, nextqa)
 
 
-def test_nextqa_result_json_round_trip(nextqa: list[Sample], shared_data: Path, tmp_path: Path) -> None:
+def test_nextqa_result_json_round_trip(nextqa: list[Sample], real_data: Path, tmp_path: Path) -> None:
     preds = {s.qid: (s.answer if i % 3 else 0) for i, s in enumerate(nextqa)}
     path = tmp_path / "result.json"
     assert write_nextqa_result_json(path, preds, nextqa) == 4996
@@ -234,12 +239,12 @@ def test_nextqa_result_json_round_trip(nextqa: list[Sample], shared_data: Path, 
     loaded = load_predictions("nextqa", path)
     assert dict(loaded) == preds
     assert loaded.answers == {s.qid: s.answer for s in nextqa}
-    metrics = score_file("nextqa", path, shared_data / "nextqa" / "val.csv")
+    metrics = score_file("nextqa", path, real_data / "nextqa" / "val.csv")
     assert metrics["overall"] == score_multiple_choice("nextqa", preds, nextqa)["overall"]
     assert metrics["answer_mismatches"] == {"count": 0, "first": []}
     data[nextqa[5].qid]["answer"] = (nextqa[5].answer + 1) % 5
     path.write_text(json.dumps(data))
-    metrics = score_file("nextqa", path, shared_data / "nextqa" / "val.csv")
+    metrics = score_file("nextqa", path, real_data / "nextqa" / "val.csv")
     assert metrics["answer_mismatches"] == {"count": 1, "first": [nextqa[5].qid]}
 
 
@@ -333,3 +338,110 @@ def test_score_errors(tmp_path: Path) -> None:
     s[0].answer = None
     with pytest.raises(InputError, match="no gold answer"):
         score_multiple_choice("tvqa", {"TVQA_0": 1}, s)
+
+
+def test_star_headline_needs_all_four_types() -> None:
+    """The official STAR rule: the type mean only when all four types are scored, else the pooled accuracy."""
+    samples, preds = [], {}
+    for qtype, n, n_right in (("Interaction", 4, 3), ("Sequence", 2, 1), ("Prediction", 2, 2)):
+        for i in range(n):
+            qid = f"{qtype}_T1_{i}"
+            samples.append(_sample("star", qid, answer=1))
+            preds[qid] = 1 if i < n_right else 0
+    m = score_multiple_choice("star", preds, samples)
+    assert m["macro_type_mean"] is None and m["display"]["Avg."] is None
+    assert m["headline"] == {"metric": "overall", "value": 75.0} and m["pooled"] == 75.0
+    # a type outside the four is reported but never enters the mean
+    samples.append(_sample("star", "Feasibility_T1_0", answer=1))
+    samples.append(_sample("star", "Other_T1_0", answer=1))
+    preds.update({"Feasibility_T1_0": 1, "Other_T1_0": 0})
+    m = score_multiple_choice("star", preds, samples)
+    assert m["per_type"]["Other"] == 0.0 and list(m["display"])[:5] == [*STAR_TYPES, "Other"]
+    assert m["macro_type_mean"] == float(f"{(75.0 + 50.0 + 100.0 + 100.0) / 4:.2f}")
+
+
+def test_dataset_spec_score_equals_name_based_scorer(nextqa: list[Sample]) -> None:
+    preds = {s.qid: (s.answer if i % 4 else 1) for i, s in enumerate(nextqa)}
+    spec = get_dataset("nextqa")
+    assert spec.score(preds, nextqa) == score_multiple_choice("nextqa", preds, nextqa)
+    assert list(spec.score(preds, nextqa)["display"]) == list(spec.columns)
+    with pytest.raises(InputError, match="not multiple choice"):
+        score_multiple_choice("qvhighlights", preds, nextqa)
+
+
+# ---------------------------------------------------------------------------------------------------- frame accuracy
+
+
+def _independent_frame_accuracy(records: list[dict], gt: list[dict]) -> tuple[float, int]:
+    windows = {g["qid"]: np.array(g["relevant_windows"], dtype=float).reshape(-1, 2) for g in gt}
+    hits = total = 0
+    for r in records:
+        t = np.array(r["frame_sec"], dtype=float)[:, None]
+        w = windows[r["qid"]]
+        inside = ((t >= w[None, :, 0]) & (t <= w[None, :, 1])).any(axis=1)
+        hits += int((inside == np.array(r["frame_yes"], dtype=bool)).sum())
+        total += len(t)
+    return float(f"{100.0 * hits / total:.2f}"), total
+
+
+def test_frame_accuracy_on_val_against_independent_computation(
+    qvh: tuple[list[dict], list[dict], str],
+) -> None:
+    _, gt, _ = qvh
+    rng = np.random.default_rng(0)
+    records = []
+    for g in gt:
+        n = 75
+        times = np.sort(rng.uniform(0, g["duration"], n)).round(3)
+        # exact window ends count as inside
+        times[:2] = [g["relevant_windows"][0][0], g["relevant_windows"][0][1]]
+        records.append(
+            {"qid": g["qid"], "frame_sec": times.tolist(), "frame_yes": rng.integers(0, 2, n).tolist()}
+        )
+    expected, total = _independent_frame_accuracy(records, gt)
+    got = frame_accuracy(records, gt)
+    assert got["accuracy"] == expected and got["frames"] == total == 75 * 1550 and got["queries"] == 1550
+    assert got["unit"] == "percent"
+    perfect = [
+        {**r, "frame_yes": frame_labels(r["frame_sec"], g["relevant_windows"])}
+        for r, g in zip(records, gt, strict=True)
+    ]
+    assert frame_accuracy(perfect, gt)["accuracy"] == 100.0
+
+
+def test_frame_accuracy_by_hand_and_errors() -> None:
+    gt = [{"qid": 1, "relevant_windows": [[2, 4], [10, 12]]}, {"qid": 2}]  # qid 2: no windows -> all negative
+    sub = [
+        {"qid": 1, "frame_sec": [1.0, 2.0, 4.0, 4.5, 11.0], "frame_yes": [0, 1, 0, 0, 1]},  # labels 0 1 1 0 1
+        {"qid": 2, "frame_sec": [0.0, 5.0], "frame_yes": [1, 0]},
+    ]
+    assert frame_labels([1.0, 2.0, 4.0, 4.5, 11.0], gt[0]["relevant_windows"]) == [0, 1, 1, 0, 1]
+    out = frame_accuracy(sub, gt)
+    assert out == {
+        "accuracy": 71.43,
+        "frames": 7,
+        "queries": 2,
+        "positive_frames": 3,
+        "yes_frames": 3,
+        "unit": "percent",
+    }
+    with pytest.raises(InputError, match="1 ground-truth queries without decisions"):
+        frame_accuracy(sub[:1], gt)
+    assert frame_accuracy(sub[:1], gt, match_number=False)["frames"] == 5
+    with pytest.raises(InputError, match="5 frame_sec values but 4 frame_yes values"):
+        frame_accuracy([{**sub[0], "frame_yes": [0, 1, 0, 0]}, sub[1]], gt)
+    with pytest.raises(InputError, match="0 or 1"):
+        frame_accuracy([{**sub[0], "frame_yes": [0, 1, 0, 0, 2]}, sub[1]], gt)
+    with pytest.raises(InputError, match="1 of 2 submission lines lack frame_sec/frame_yes"):
+        score_submission([sub[0], {"qid": 2, "pred_relevant_windows": [[0, 1, 1.0]]}], gt)
+
+
+def test_submission_with_frames_keeps_official_metrics(qvh: tuple[list[dict], list[dict], str]) -> None:
+    sub, gt, ref_text = qvh
+    with_frames = [{**e, "frame_sec": [1.0, 3.0], "frame_yes": [1, 0]} for e in sub]
+    metrics = score_submission(with_frames, gt)
+    frames = metrics.pop("frame_accuracy")
+    assert json.dumps(metrics, indent=4) == ref_text
+    assert frames["frames"] == 3100 and metrics_table({**metrics, "frame_accuracy": frames}).row_count == 15
+    only = score_submission([{"qid": e["qid"], "frame_sec": [1.0], "frame_yes": [0]} for e in sub], gt)
+    assert list(only) == ["frame_accuracy"] and metrics_table(only).row_count == 1
