@@ -1,9 +1,4 @@
-"""``sevila eval``: run SeViLA over an annotated dataset, stream predictions to JSON Lines and score them.
-
-A thin CLI over :func:`sevila_tools.eval.runner.run_eval`. Multi-process: run the same command under
-``accelerate launch --multi_gpu --num_processes N -m sevila_tools.cli.app eval ...`` (or ``torchrun
---nproc_per_node N``); on a machine without CUDA the processes talk over gloo on CPU.
-"""
+"""``sevila eval``: a thin CLI over :func:`sevila_tools.eval.runner.run_eval` (multi-process: ``docs/eval.md``)."""
 
 from __future__ import annotations
 
@@ -16,16 +11,26 @@ from rich.table import Table
 from sevila_tools.cli.common import (
     DEFAULT_MODEL,
     CheckpointOpt,
+    ClipModelOpt,
+    DatasetOpt,
     DecoderOpt,
     DeviceOpt,
     JsonOpt,
+    LongVideoOpt,
+    MdetrCkptOpt,
     ModelOpt,
+    OverwriteOpt,
+    QuietOpt,
+    ResumeOpt,
+    SelectorOptionOpt,
     TrustOpt,
     console,
     err_console,
     guarded,
     print_json,
+    selector_options,
 )
+from sevila_tools.schemas import DEFAULT_ANSWERER, DEFAULT_SELECTOR
 
 
 def _print_summary(summary) -> None:  # noqa: ANN001 - EvalSummary
@@ -39,7 +44,7 @@ def _print_summary(summary) -> None:  # noqa: ANN001 - EvalSummary
     table.add_column("value")
     rate = "-" if summary.samples_per_s is None else f"{summary.samples_per_s:.2f} samples/s"
     rows = [
-        ("output", summary.out + (f" (errors: {summary.errors_file})" if summary.errors_file else "")),
+        ("output", summary.predictions_file + (f" (errors: {summary.errors_file})" if summary.errors_file else "")),
         (
             "samples",
             f"{summary.samples} selected, {summary.runnable} runnable, {summary.skipped_missing} skipped "
@@ -99,110 +104,80 @@ def _print_summary(summary) -> None:  # noqa: ANN001 - EvalSummary
 
 @guarded
 def eval_cmd(
-    dataset: Annotated[str, typer.Argument(help="nextqa, star, how2qa, tvqa, vlep or qvhighlights.")],
+    dataset: DatasetOpt,
     annotations: Annotated[
-        Path, typer.Option("--annotations", "-a", help="Official annotation file or SeViLA JSON.")
+        Path, typer.Option("--annotations", "-a", metavar="FILE", help="Official annotation file or SeViLA JSON.")
     ],
-    videos: Annotated[Path, typer.Option("--videos", help="Folder holding the videos.")],
+    videos: Annotated[Path, typer.Option("--videos", metavar="DIR", help="Folder holding the videos.")],
     out: Annotated[
-        Path, typer.Option("--out", help="Predictions (JSON Lines; QVHighlights: submission file).")
+        Path, typer.Option("--out", metavar="DIR", help="Run folder: predictions.jsonl, summary.json, log.txt.")
     ],
     video_map: Annotated[
         Path | None,
-        typer.Option("--video-map", help="{video id: relative path} JSON (NExT-QA map_vid_vidorID.json)."),
+        typer.Option("--video-map", metavar="FILE", help="{video id: relative path} JSON (NExT-QA map file)."),
     ] = None,
-    video_ext: Annotated[
-        str, typer.Option("--video-ext", help="Extension appended to video stems.")
-    ] = ".mp4",
+    video_ext: Annotated[str, typer.Option("--video-ext", metavar="EXT", help="Extension appended to video stems.")] = ".mp4",
     selector: Annotated[
-        str, typer.Option("--selector", "-s", help="Keyframe selector: localizer, uniform, ...")
-    ] = ("localizer"),
+        str, typer.Option("--selector", "-s", metavar="NAME", help="Keyframe selector (see `sevila selectors`).")
+    ] = DEFAULT_SELECTOR,
     frames: Annotated[
         int | None,
-        typer.Option("--frames", "-n", min=1, max=256, help="Candidate frames (default 32; 75 for qvh)."),
+        typer.Option("--frames", "-n", min=1, max=256, help="Candidate frames (default: the dataset's, 32 or 75)."),
     ] = None,
     keyframes: Annotated[int, typer.Option("--keyframes", "-k", min=1, max=64, help="Keyframes kept.")] = 4,
-    answerer: Annotated[str, typer.Option("--answerer", help="concat (SeViLA) or voting.")] = "concat",
-    decoding: Annotated[str, typer.Option("--decoding", help="faithful or teacher_forced.")] = "faithful",
+    answerer: Annotated[str, typer.Option("--answerer", metavar="NAME", help="concat (SeViLA) or voting.")] = DEFAULT_ANSWERER,
+    decoding: Annotated[str, typer.Option("--decoding", metavar="RULE", help="faithful or teacher_forced.")] = "faithful",
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N samples.")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Skip ids already in --out and append.")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out.")] = False,
-    retry_errors: Annotated[
-        bool, typer.Option("--retry-errors", help="With --resume, re-run error records.")
-    ] = False,
-    skip_missing: Annotated[
-        bool, typer.Option("--skip-missing", help="Go on without missing videos.")
-    ] = False,
-    batch_size: Annotated[
-        int, typer.Option("--batch-size", "-b", min=1, help="Questions per model batch.")
-    ] = 8,
+    resume: ResumeOpt = False,
+    overwrite: OverwriteOpt = False,
+    retry_errors: Annotated[bool, typer.Option("--retry-errors", help="With --resume, re-run error records.")] = False,
+    skip_missing: Annotated[bool, typer.Option("--skip-missing", help="Go on without missing or unreadable videos.")] = False,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Questions per model batch.")] = 8,
     cache_dir: Annotated[
         Path | None,
         typer.Option(
-            "--cache-dir",
-            help="Feature cache folder (default $SEVILA_CACHE_DIR or ~/.cache/sevila_tools/features).",
+            "--cache-dir", metavar="DIR",
+            help="Feature cache folder (default: $SEVILA_CACHE_DIR or ~/.cache/sevila_tools/features).",
         ),
     ] = None,
-    no_cache: Annotated[
-        bool, typer.Option("--no-cache", help="Do not read or write the feature cache.")
-    ] = False,
-    prefetch: Annotated[int, typer.Option("--prefetch", min=0, help="Videos decoded ahead in a thread.")] = 2,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the feature cache.")] = False,
+    prefetch: Annotated[int, typer.Option("--prefetch", min=0, help="Videos decoded ahead of the model.")] = 2,
     span_threshold: Annotated[
-        int,
-        typer.Option("--span-threshold", min=0, help="qvh: longest run of 'no' frames inside one window."),
+        int, typer.Option("--span-threshold", min=0, help="Moments: longest run of 'no' frames inside one window.")
     ] = 6,
     seed: Annotated[int, typer.Option("--seed", help="Seed (recorded; used by random selectors).")] = 0,
+    clip_model: ClipModelOpt = None,
+    mdetr_checkpoint: MdetrCkptOpt = None,
+    long_video: LongVideoOpt = "sliding",
+    selector_option: SelectorOptionOpt = None,
     model: ModelOpt = DEFAULT_MODEL,
     checkpoint: CheckpointOpt = "auto",
     device: DeviceOpt = "auto",
     decoder: DecoderOpt = "auto",
     trust_checkpoint: TrustOpt = False,
+    quiet: QuietOpt = False,
     json_output: JsonOpt = False,
 ) -> None:
-    """Evaluate DATASET: pre-flight, batched predictions streamed to --out, metrics table (or --json)."""
+    """Evaluate a dataset: pre-flight, batched predictions streamed to --out, metrics table (or --json)."""
     from sevila_tools.eval.moments import SpanConfig
     from sevila_tools.eval.runner import EvalConfig, run_eval
 
+    opts = selector_options([selector], clip_model, mdetr_checkpoint, trust_checkpoint, long_video, selector_option)
     cfg = EvalConfig(
-        dataset=dataset,
-        annotations=annotations,
-        videos=videos,
-        out=out,
-        video_map=video_map,
-        video_ext=video_ext,
-        selector=selector,
-        frames=frames,
-        keyframes=keyframes,
-        answerer=answerer,
-        decoding=decoding,
-        limit=limit,
-        resume=resume,
-        overwrite=overwrite,
-        retry_errors=retry_errors,
-        skip_missing=skip_missing,
-        batch_size=batch_size,
-        cache=not no_cache,
-        cache_dir=cache_dir,
-        prefetch=prefetch,
-        span=SpanConfig(span_threshold=span_threshold),
-        seed=seed,
-        model=model,
-        checkpoint=checkpoint,
-        device=device,
-        decoder=decoder,
-        trust_checkpoint=trust_checkpoint,
+        dataset=dataset, annotations=annotations, videos=videos, out=out, video_map=video_map,
+        video_ext=video_ext, selector=selector, selector_options=opts, frames=frames, keyframes=keyframes,
+        answerer=answerer, decoding=decoding, limit=limit, resume=resume, overwrite=overwrite,
+        retry_errors=retry_errors, skip_missing=skip_missing, batch_size=batch_size, cache=not no_cache,
+        cache_dir=cache_dir, prefetch=prefetch, span=SpanConfig(span_threshold=span_threshold), seed=seed,
+        model=model, checkpoint=checkpoint, device=device, decoder=decoder, trust_checkpoint=trust_checkpoint,
     )
-    summary = run_eval(
-        cfg,
-        progress=True,
-        console=err_console,
-        on_status=lambda msg: err_console.print(msg, highlight=False, soft_wrap=True),
-    )
+    say = (lambda msg: None) if quiet else (lambda msg: err_console.print(msg, highlight=False, soft_wrap=True))
+    summary = run_eval(cfg, progress=not quiet, console=err_console, on_status=say)
     if not summary.is_main_process:
         return
     if json_output:
         print_json(summary)
-    else:
+    elif not quiet:
         _print_summary(summary)
 
 

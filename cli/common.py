@@ -123,30 +123,65 @@ OptionOpt = Annotated[
 ]
 DEFAULT_MODEL = "Salesforce/blip2-flan-t5-xl"
 ClipModelOpt = Annotated[
-    str | None, typer.Option("--clip-model", help="CLIP id/folder for clip/scene/moment_detr selectors.")
+    str | None,
+    typer.Option("--clip-model", metavar="ID", help="CLIP id/folder for selectors that use CLIP (option clip_model)."),
 ]
 MdetrCkptOpt = Annotated[
-    str | None, typer.Option("--mdetr-checkpoint", help="Moment-DETR checkpoint (official model_best.ckpt).")
+    str | None,
+    typer.Option("--mdetr-checkpoint", metavar="FILE",
+                 help="Moment-DETR checkpoint, e.g. the official model_best.ckpt (option mdetr_checkpoint)."),
 ]
 LongVideoOpt = Annotated[
-    str, typer.Option("--long-video", help="Moment-DETR on videos > 150 s: refuse, stride or sliding.")
+    str,
+    typer.Option("--long-video", metavar="RULE",
+                 help="Videos longer than a selector's range: refuse, stride or sliding (option long_video)."),
 ]
+SelectorOptionOpt = Annotated[
+    list[str] | None,
+    typer.Option("--selector-option", "-O", metavar="KEY=VALUE",
+                 help="Any other selector option (repeat); `sevila selectors --json` lists each selector's keys."),
+]
+DatasetOpt = Annotated[
+    str,
+    typer.Option("--dataset", "-d", metavar="NAME", help="nextqa, star, how2qa, tvqa, vlep or qvhighlights."),
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or status lines (errors still print).")]
+ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue the run in --out (same settings only).")]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace what --out already holds.")]
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 def selector_options(
+    selectors: list[str],
     clip_model: str | None = None,
     mdetr_checkpoint: str | None = None,
     trust_checkpoint: bool = False,
-    long_video: str = "sliding",
-) -> dict[str, dict[str, Any]]:
-    """Per-selector construction options from the shared CLI flags."""
-    clip: dict[str, Any] = {"model": clip_model} if clip_model else {}
-    mdetr: dict[str, Any] = {"long_video": long_video, "trusted": trust_checkpoint}
-    if mdetr_checkpoint:
-        mdetr["checkpoint"] = mdetr_checkpoint
-    if clip_model:
-        mdetr["clip_model"] = clip_model
-    return {"clip": dict(clip), "scene": dict(clip), "moment_detr": mdetr}
+    long_video: str | None = None,
+    extra: list[str] | None = None,
+) -> dict[str, Any]:
+    """One flat option dict from the shared selector flags and ``KEY=VALUE`` pairs; each selector later takes
+    the keys it declares. An explicit key that none of ``selectors`` declares is an error."""
+    from sevila_tools.errors import InputError
+    from sevila_tools.selectors import declared_options
+
+    opts: dict[str, Any] = {"clip_model": clip_model, "mdetr_checkpoint": mdetr_checkpoint,
+                            "trust_checkpoint": trust_checkpoint, "long_video": long_video}
+    known = {k for name in selectors for k in declared_options(name)}
+    for item in extra or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--selector-option needs KEY=VALUE, got {item!r}")
+        if key.strip() not in known:
+            valid = ", ".join(sorted(known)) or "none"
+            raise InputError(f"no selector of {', '.join(selectors)} has the option {key.strip()!r} (options: {valid})")
+        opts[key.strip()] = _parse_value(value)
+    return {k: v for k, v in opts.items() if v is not None}
 
 
 def load_runtime_cli(

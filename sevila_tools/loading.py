@@ -212,6 +212,7 @@ def build_model(
         report = load_sevila_checkpoint(net, path, trusted=trust_checkpoint, base_sources=sources)
         sources = report.sources
         info["checkpoint"] = ckpt
+        info["checkpoint_path"] = str(Path(path).resolve())
         if report.dropped:
             info["dropped_keys"] = report.dropped
         if report.metadata.get("format") == "sevila_tools":

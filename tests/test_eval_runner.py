@@ -78,6 +78,7 @@ def nextqa(shared_data, tmp_path_factory):
 def _args(data, out, *extra):
     return [
         "eval",
+        "--dataset",
         "nextqa",
         "--annotations",
         data["ann"],
@@ -95,11 +96,16 @@ def _args(data, out, *extra):
 
 @pytest.fixture(scope="module")
 def baseline(nextqa):
-    out = nextqa["root"] / "base.jsonl"
+    run = nextqa["root"] / "base"
     cache = nextqa["root"] / "cacheA"
-    r = _cli(*_args(nextqa, out, "--cache-dir", cache, "--json"))
+    r = _cli(*_args(nextqa, run, "--cache-dir", cache, "--json"))
     assert r.exit_code == 0, r.output
-    return {"out": out, "summary": json.loads(r.stdout), "cache": cache, "bytes": out.read_bytes()}
+    out = run / "predictions.jsonl"
+    return {"run": run, "out": out, "summary": json.loads(r.stdout), "cache": cache, "bytes": out.read_bytes()}
+
+
+def _preds(run: Path) -> Path:
+    return run / "predictions.jsonl"
 
 
 def _base_cfg(data, out, **kw):
@@ -154,10 +160,13 @@ def test_cli_eval_records_and_metrics(baseline, nextqa):
     assert conf["keyframes"] == 2 and conf["decoding"] == "faithful" and conf["device"] == "cpu"
     assert conf["random_weights"] is True and conf["versions"]["torch"] == torch.__version__
     assert summary["samples_per_s"] > 0 and summary["batch_size"] == 4
+    on_disk = json.loads((baseline["run"] / "summary.json").read_text())  # the run folder keeps the summary
+    assert on_disk["metrics"] == summary["metrics"] and on_disk["config"]["versions"] == conf["versions"]
+    assert oct((baseline["run"] / "summary.json").stat().st_mode & 0o777) == oct(0o644)
 
 
 def test_predictions_equal_chain_forward(baseline, nextqa, rt):
-    chain = SevilaChain(rt, dataset="nextqa")
+    chain = SevilaChain(rt)
     for rec, s in zip(read_records(baseline["out"]), nextqa["samples"], strict=True):
         res = chain.forward(
             ForwardRequest(
@@ -177,39 +186,52 @@ def test_predictions_equal_chain_forward(baseline, nextqa, rt):
 def test_second_pass_hits_cache_even_for_copied_videos(baseline, nextqa, tmp_path):
     copied = tmp_path / "copied_videos"  # content identity, not path: a copy of the folder still hits
     shutil.copytree(nextqa["videos"], copied)
-    out = tmp_path / "again.jsonl"
-    args = _args(nextqa, out, "--cache-dir", baseline["cache"])
+    run = tmp_path / "again"
+    args = _args(nextqa, run, "--cache-dir", baseline["cache"])
     args[args.index(nextqa["videos"])] = copied
     r = _cli(*args)
     assert r.exit_code == 0, r.output
     assert "4 hits, 0 misses" in r.stdout
     assert f"{baseline['summary']['metrics']['overall']:.2f}" in r.stdout  # the metrics table
-    assert out.read_bytes() == baseline["bytes"]
+    assert _preds(run).read_bytes() == baseline["bytes"]
 
 
 # ------------------------------------------------------------------------------------------------ resume
 
 
 def test_resume_after_kill_gives_the_uninterrupted_file(baseline, nextqa, rt, tmp_path):
-    out = tmp_path / "killed.jsonl"
+    run = tmp_path / "killed"
+    run.mkdir()
+    shutil.copy(baseline["run"] / "settings.json", run / "settings.json")
     lines = baseline["bytes"].splitlines(keepends=True)
-    out.write_bytes(b"".join(lines[:3]) + lines[3][:25])  # 3 complete records + a torn line
-    r = _cli(*_args(nextqa, out, "--no-cache"))
+    _preds(run).write_bytes(b"".join(lines[:3]) + lines[3][:25])  # 3 complete records + a torn line
+    r = _cli(*_args(nextqa, run, "--no-cache"))
     assert r.exit_code != 0 and "--resume" in r.output  # never silently overwritten
-    s = run_eval(_base_cfg(nextqa, out, resume=True), runtime=rt, progress=False)
+    s = run_eval(_base_cfg(nextqa, run, resume=True), runtime=rt, progress=False)
     assert (s.resumed, s.processed) == (3, 3)
-    assert out.read_bytes() == baseline["bytes"]
+    assert _preds(run).read_bytes() == baseline["bytes"]
+
+
+@pytest.mark.parametrize("change", [{"keyframes": 1}, {"frames": 6}, {"selector": "uniform"}, {"batch_size": 2}])
+def test_resume_refuses_any_setting_that_changes_predictions(baseline, nextqa, rt, tmp_path, change):
+    run = tmp_path / "mixed"
+    shutil.copytree(baseline["run"], run)
+    key = next(iter(change))
+    with pytest.raises(Exception, match=rf"written with other settings \({key}: "):
+        run_eval(_base_cfg(nextqa, run, resume=True, **change), runtime=rt, progress=False)
+    assert _preds(run).read_bytes() == baseline["bytes"]  # nothing appended
 
 
 def test_limit_then_resume_gives_the_same_records(baseline, nextqa, rt, tmp_path):
-    out = tmp_path / "limited.jsonl"
+    run = tmp_path / "limited"
+    out = _preds(run)
     s1 = run_eval(
-        _base_cfg(nextqa, out, limit=4, cache=True, cache_dir=baseline["cache"]), runtime=rt, progress=False
+        _base_cfg(nextqa, run, limit=4, cache=True, cache_dir=baseline["cache"]), runtime=rt, progress=False
     )
     assert s1.processed == 4 and len(read_records(out)) == 4 and s1.metrics["n"] == 4
     assert "--limit 4" in s1.metrics_note
     s2 = run_eval(
-        _base_cfg(nextqa, out, resume=True, cache=True, cache_dir=baseline["cache"]),
+        _base_cfg(nextqa, run, resume=True, cache=True, cache_dir=baseline["cache"]),
         runtime=rt,
         progress=False,
     )
@@ -236,31 +258,49 @@ def test_missing_and_unreadable_videos(nextqa, rt, tmp_path):
     garbage, missing = paired[0], single[0]
     (videos / (nextqa["vmap"][garbage] + ".mp4")).write_bytes(os.urandom(4096))
     (videos / (nextqa["vmap"][missing] + ".mp4")).unlink()
-    out = tmp_path / "p.jsonl"
+    run = tmp_path / "p"
+    out = _preds(run)
 
-    # pre-flight stops before any model loads (this model name could not be loaded)
-    cfg = _base_cfg(nextqa, out, videos=videos, model="/nonexistent/model")
+    # pre-flight probes every video before any model loads (this model name could not be loaded)
+    cfg = _base_cfg(nextqa, run, videos=videos, model="/nonexistent/model")
     with pytest.raises(VideoError, match=r"^1 of 4 videos missing \(first: ") as err:
         run_eval(cfg, progress=False)
     assert f"{missing}.mp4)" in str(err.value) and "--skip-missing" in str(err.value)
-    args = _args(nextqa, out, "--no-cache")
-    args[5] = videos
+    assert "1 unreadable" in str(err.value) and f"{nextqa['vmap'][garbage]}.mp4" in str(err.value)
+    args = _args(nextqa, run, "--no-cache")
+    args[args.index(nextqa["videos"])] = videos
     r = _cli(*args)
     assert r.exit_code != 0 and "videos missing" in r.output and not out.exists()
 
-    s = run_eval(_base_cfg(nextqa, out, videos=videos, skip_missing=True), runtime=rt, progress=False)
+    s = run_eval(_base_cfg(nextqa, run, videos=videos, skip_missing=True), runtime=rt, progress=False)
     recs = {r["qid"]: r for r in read_records(out)}
-    want = [x.qid for x in nextqa["samples"] if x.video_id != missing]
-    assert sorted(recs) == sorted(want) and s.skipped_missing == 1
+    want = [x.qid for x in nextqa["samples"] if x.video_id not in (missing, garbage)]
+    assert sorted(recs) == sorted(want) and s.skipped_missing == 3 and len(s.missing_videos) == 2
+    assert (s.errors, s.predictions) == (0, 3)
+
+
+def test_video_failing_after_the_check_gets_error_records(nextqa, rt, tmp_path, monkeypatch):
+    """A video that passed the pre-flight but cannot be decoded in the run: error records, never a substitute."""
+    import sevila_tools.eval.runner as runner_mod
+    from sevila_tools.eval.datasets import preflight
+
+    monkeypatch.setattr(runner_mod, "preflight", lambda samples, check_readable=True: preflight(samples, False))
+    videos = tmp_path / "videos"
+    shutil.copytree(nextqa["videos"], videos)
+    garbage = [v for v, c in Counter(s.video_id for s in nextqa["samples"]).items() if c == 2][0]
+    (videos / (nextqa["vmap"][garbage] + ".mp4")).write_bytes(os.urandom(4096))
+    run = tmp_path / "p"
+    s = run_eval(_base_cfg(nextqa, run, videos=videos), runtime=rt, progress=False)
+    recs = {r["qid"]: r for r in read_records(_preds(run))}
     for x in nextqa["samples"]:
-        if x.video_id == garbage:  # error record, never another video's frames
+        if x.video_id == garbage:
             assert set(recs[x.qid]) == {"qid", "video", "error"} and recs[x.qid]["video"] == garbage
             assert "cannot decode video" in recs[x.qid]["error"]
-        elif x.video_id != missing:
+        else:
             assert "prediction" in recs[x.qid]
-    assert (s.errors, s.errors_this_run, s.predictions) == (2, 2, 3)
-    assert s.metrics["n"] == 3 and len(s.metrics["missing"]) == 3 and "no prediction" in s.metrics_note
-    preds = load_predictions("nextqa", out)
+    assert (s.errors, s.errors_this_run, s.predictions) == (2, 2, 4)
+    assert s.metrics["n"] == 4 and len(s.metrics["missing"]) == 2 and "no prediction" in s.metrics_note
+    preds = load_predictions("nextqa", _preds(run))
     assert sorted(preds.errors) == sorted(x.qid for x in nextqa["samples"] if x.video_id == garbage)
 
 
@@ -277,16 +317,18 @@ def test_qvhighlights_submission(shared_data, rt, tmp_path):
             videos / f"{json.loads(line)['vid']}.mp4", num_frames=60 + 30 * i, fps=30, width=160, height=120
         )
     assert EvalConfig(dataset="qvhighlights", annotations=ann, out=tmp_path / "x").num_frames == 75
-    out = tmp_path / "sub.jsonl"
+    run = tmp_path / "sub"
+    out = _preds(run)
     r = _cli(
         "eval",
+        "--dataset",
         "qvhighlights",
         "--annotations",
         ann,
         "--videos",
         videos,
         "--out",
-        out,
+        run,
         "--frames",
         12,
         "--no-cache",
@@ -300,7 +342,7 @@ def test_qvhighlights_submission(shared_data, rt, tmp_path):
     assert [e["qid"] for e in sub] == [int(s.qid) for s in samples]
     for entry, s in zip(sub, samples, strict=True):  # independent recomputation of windows and saliency
         fr = sample_frames(s.video, 12)
-        loc = prompts_for("qvhighlights", s.question, [])[0]
+        loc = prompts_for("query_relevance", s.question, [])[0]
         yes, no = rt.localizer_logits(rt.vit(fr.frames)[None], [loc])
         y, z = yes[0].tolist(), no[0].tolist()
         windows = frames_to_windows(y, z, fr.edges, fr.fps, s.duration, SpanConfig())
@@ -313,18 +355,24 @@ def test_qvhighlights_submission(shared_data, rt, tmp_path):
         )
         assert entry["vid"] == s.video_id and entry["query"] == s.question
     gt = qvh_ground_truth(samples)
-    assert summary["metrics"] == json.loads(json.dumps(score_qvhighlights(sub, gt, match_number=False)))
+    official = json.loads(json.dumps(score_qvhighlights(sub, gt, match_number=False)))
+    assert {k: v for k, v in summary["metrics"].items() if k != "frame_accuracy"} == official
+    for entry, s in zip(sub, samples, strict=True):  # per-frame decisions for the official frame accuracy
+        assert entry["frame_sec"] == pytest.approx(sample_frames(s.video, 12).timestamps, abs=1e-4)
+        assert set(entry["frame_yes"]) <= {0, 1} and len(entry["frame_yes"]) == 12
+    assert "frame_accuracy" in summary["metrics"]
     assert summary["config"]["span"]["span_threshold"] == 6 and summary["config"]["frames"] == 12
 
     r = _cli(
         "eval",
+        "--dataset",
         "qvhighlights",
         "--annotations",
         ann,
         "--videos",
         videos,
         "--out",
-        tmp_path / "one.jsonl",
+        tmp_path / "one",
         "--frames",
         12,
         "--limit",
@@ -346,8 +394,8 @@ def test_two_processes_equal_one(nextqa, rt, tmp_path):
     file equals a single-process run.
 
     Both sides use one BLAS thread per process (thread counts change the last bits of CPU matmuls)."""
-    out2 = tmp_path / "two.jsonl"
-    args = _args(nextqa, out2, "--no-cache", "--batch-size", "2", "--json")
+    run2 = tmp_path / "two"
+    args = _args(nextqa, run2, "--no-cache", "--batch-size", "2", "--json")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     cmd = [
         str(BIN / "accelerate"),
@@ -370,13 +418,13 @@ def test_two_processes_equal_one(nextqa, rt, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout)  # only rank 0 prints
     assert summary["world_size"] == 2 and summary["processed"] == 6
-    assert not list(tmp_path.glob("two.jsonl.rank*"))  # shards merged and removed
+    assert not list(run2.glob("*.rank*"))  # shards merged and removed
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        s1 = run_eval(_base_cfg(nextqa, tmp_path / "one.jsonl", batch_size=2), runtime=rt, progress=False)
+        s1 = run_eval(_base_cfg(nextqa, tmp_path / "one", batch_size=2), runtime=rt, progress=False)
     finally:
         torch.set_num_threads(threads)
-    assert out2.read_bytes() == (tmp_path / "one.jsonl").read_bytes()
+    assert _preds(run2).read_bytes() == _preds(tmp_path / "one").read_bytes()
     assert summary["metrics"]["display"] == s1.metrics["display"]

@@ -1,0 +1,97 @@
+"""Pipeline outputs -> prediction records: multiple-choice lines and moment (QVHighlights-style) lines."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sevila_tools.encoding import EncodedVideo
+from sevila_tools.pipeline import ChainOutput, Pipeline, Query
+
+from .datasets import Sample
+from .moments import SpanConfig, frames_to_saliency, frames_to_windows, yes_probabilities
+
+#: the span rule that turns per-frame decisions into windows is this toolkit's (the official code has none)
+MOMENTS_NOTE = "windows come from this toolkit's span rule over per-frame Localizer decisions (docs/metrics.md)"
+
+
+def _r(x: float, nd: int = 6) -> float:
+    return float(round(float(x), nd))
+
+
+@dataclass
+class Moments:
+    """Ranked windows ``[start, end, score]`` and per-2-s-clip saliency for one query on one video."""
+
+    windows: list[list[float]]
+    saliency: list[float]
+    frame_sec: list[float]
+    frame_yes: list[int]
+    yes_prob: list[float]
+
+
+def moments(pipeline: Pipeline, items: Sequence[tuple[EncodedVideo, Query]], durations: Sequence[float | None],
+            span: SpanConfig | None = None) -> list[Moments]:
+    """The Localizer on every candidate, turned into moments (``sevila moments``, ``sevila eval`` moments)."""
+    out = []
+    for (ev, _), (yes, no), duration in zip(items, pipeline.frame_logits(items), durations, strict=True):
+        fr = ev.frames
+        n_eff = len(fr.edges) - 1  # padded frames (short video) repeat the last one: drop them
+        y, z = yes[:n_eff], no[:n_eff]
+        dur = duration or fr.num_video_frames / fr.fps
+        p = yes_probabilities(y, z).tolist()
+        out.append(
+            Moments(
+                windows=frames_to_windows(y, z, fr.edges, fr.fps, dur, span),
+                saliency=[_r(v, 4) for v in frames_to_saliency(p, fr.timestamps[:n_eff], dur)],
+                frame_sec=[_r(t, 4) for t in fr.timestamps[:n_eff]],
+                frame_yes=[int(a > b) for a, b in zip(y, z, strict=True)],
+                yes_prob=[_r(v, 6) for v in p],
+            )
+        )
+    return out
+
+
+def moment_record(sample: Sample, m: Moments) -> dict[str, Any]:
+    """One submission line (official fields) plus the per-frame decisions the frame-accuracy metric reads."""
+    return {
+        "qid": int(sample.qid),
+        "query": sample.question,
+        "vid": sample.video_id,
+        "pred_relevant_windows": [[float(x) for x in w] for w in m.windows],
+        "pred_saliency_scores": m.saliency,
+        "frame_sec": m.frame_sec,
+        "frame_yes": m.frame_yes,
+    }
+
+
+def choice_record(sample: Sample, out: ChainOutput, settings: dict[str, Any]) -> dict[str, Any]:
+    """One multiple-choice line: prediction, letter probabilities, keyframes and the run's settings."""
+    sel, ans = out.selection, out.answer
+    rec: dict[str, Any] = {
+        "qid": sample.qid,
+        "video": sample.video_id,
+        "qtype": sample.qtype,
+        "prediction": int(ans.index),
+        "answer": sample.answer,
+        "letter_probs": [_r(p) for p in ans.probs],
+        "keyframe_idx": list(sel.frame_indices),
+        "keyframe_sec": [_r(t, 4) for t in sel.times],
+        "keyframe_scores": [None if x is None else _r(x) for x in sel.scores],
+        "selector": settings["selector"],
+        "decoding": settings["decoding"],
+        "answerer": settings["answerer"],
+        "step0_token": ans.step0_token,
+        "truncated": bool(ans.truncated),
+    }
+    if ans.votes is not None:
+        rec["votes"] = ans.votes
+    return rec
+
+
+def error_record(sample: Sample, exc: BaseException, moments_task: bool) -> dict[str, Any]:
+    """A record for a question whose video could not be used (never another video's frames)."""
+    text = str(exc).strip()
+    qid: Any = int(sample.qid) if moments_task else sample.qid
+    return {"qid": qid, "video": sample.video_id, "error": text.splitlines()[0] if text else repr(exc)}

@@ -1,0 +1,90 @@
+"""What eval and ablate share around a run: the pipeline they build, the scoring step and the recorded config."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sevila_tools.encoding import DiskStore, VideoEncoder
+from sevila_tools.pipeline import Pipeline
+from sevila_tools.provenance import environment
+
+from .datasets import Sample
+from .records import is_error
+
+
+def build_pipeline(runtime: Any, cfg: Any, store: Any = None) -> Pipeline:
+    """The pipeline of a dataset run: disk feature store (unless ``cfg.cache`` is off), the dataset's prompt
+    style, the run's selector (options: the flat ``selector_options`` plus the run ``seed``), answerer, decoding."""
+    if store is None and getattr(cfg, "cache", False):
+        store = DiskStore(cfg.cache_dir, device=runtime.device)
+    encoder = VideoEncoder(runtime, decoder=cfg.decoder, store=store)
+    options = {"seed": cfg.seed, **dict(cfg.selector_options)}
+    return Pipeline(
+        runtime, encoder=encoder, prompts=cfg.spec.prompt_style, selector=cfg.selector,
+        selector_options=options, answerer=cfg.answerer, decoding=cfg.decoding,
+    )
+
+
+def _scope_note(n_pred: int, n_sel: int, limit: int | None) -> str | None:
+    if n_pred < n_sel:
+        return f"{n_sel - n_pred} of {n_sel} questions have no prediction (missing video/error)"
+    if limit is not None:
+        return f"--limit {limit}: scored on the first {n_sel} questions only"
+    return None
+
+
+def score_run(
+    cfg: Any, selected: Sequence[Sample], all_samples: Sequence[Sample], by_qid: dict[str, dict[str, Any]]
+) -> tuple[dict | None, str | None]:
+    """Metrics of the selected questions' records through the dataset's scorer, plus a note on their scope."""
+    spec = cfg.spec
+    preds = {s.qid: by_qid[s.qid] for s in selected if s.qid in by_qid and not is_error(by_qid[s.qid])}
+    if not preds:
+        return None, "no predictions to score"
+    if cfg.is_moments:
+        if any(s.windows is None for s in selected):
+            return None, "annotations carry no relevant_windows (test split?): not scored"
+        annotated = [s for s in all_samples if s.windows is not None]
+        full = cfg.limit is None and len(preds) == len(annotated)
+        metrics = spec.score(list(preds.values()), annotated, allow_missing=not full)
+        note = None
+        if not full:
+            why = "--limit" if cfg.limit is not None else "missing/failed queries"
+            note = (f"scored on the {len(preds)} of {len(annotated)} annotated queries that were predicted "
+                    f"(match_number=False because of {why}; not comparable to a full-split result)")
+        return metrics, note
+    if any(s.answer is None for s in selected):
+        return None, "annotations carry no gold answers (test split?): not scored"
+    choices = {q: int(r["prediction"]) for q, r in preds.items()}
+    metrics = spec.score(choices, list(selected), allow_missing=len(choices) < len(selected))
+    return metrics, _scope_note(len(choices), len(selected), cfg.limit)
+
+
+def summary_config(cfg: Any, runtime: Any, pipeline: Pipeline, world: int) -> dict[str, Any]:
+    """The full configuration of a run plus where it ran (recorded in ``summary.json``)."""
+    conf: dict[str, Any] = {
+        "dataset": cfg.dataset,
+        "annotations": str(cfg.annotations),
+        "videos": None if cfg.videos is None else str(cfg.videos),
+        "video_map": None if cfg.video_map is None else str(cfg.video_map),
+        "out": str(cfg.out),
+        "selector": cfg.selector,
+        "selector_config": {} if cfg.is_moments else pipeline.selector().config(),
+        "frames": cfg.num_frames,
+        "frames_decoded_per_video": cfg.num_frames if cfg.is_moments else pipeline.selector().num_candidates(
+            cfg.num_frames, cfg.keyframes),
+        "keyframes": None if cfg.is_moments else cfg.keyframes,
+        "decoding": None if cfg.is_moments else cfg.decoding,
+        "answerer": None if cfg.is_moments else cfg.answerer,
+        "span": cfg.span.model_dump() if cfg.is_moments else None,
+        "limit": cfg.limit,
+        "batch_size": cfg.batch_size,
+        "decoder": cfg.decoder,
+        "seed": cfg.seed,
+        "checkpoint_arg": cfg.checkpoint,
+        "world_size": world,
+        "feature_cache": None if pipeline.encoder.store is None else str(getattr(pipeline.encoder.store, "dir", "")),
+    }
+    conf.update(environment(runtime))
+    return conf
