@@ -73,13 +73,29 @@ def decode_counter(frame: np.ndarray) -> int:
     return value
 
 
-def synthetic_frame(index: int, num_frames: int, width: int, height: int) -> np.ndarray:
-    """RGB frame ``index`` of :func:`make_video`: moving coloured square + counter band."""
+def _texture(width: int, height: int) -> np.ndarray:
+    """A fixed blocky noise texture twice the frame width (seeded), panned by textured clips."""
+    rng = np.random.default_rng(1234)
+    small = rng.integers(40, 216, size=((height + 3) // 4, (2 * width + 3) // 4, 3), dtype=np.uint8)
+    return np.repeat(np.repeat(small, 4, axis=0), 4, axis=1)[:height, : 2 * width]
+
+
+def synthetic_frame(
+    index: int, num_frames: int, width: int, height: int, texture: np.ndarray | None = None
+) -> np.ndarray:
+    """RGB frame ``index`` of :func:`make_video`: moving coloured square + counter band.
+
+    With ``texture`` (from ``_texture``) the background is that texture panned 2 pixels per frame
+    (detail and motion everywhere, as in camera footage) instead of a flat gradient.
+    """
     img = np.full((height, width, 3), 96, dtype=np.uint8)
     band = counter_band_height(height)
-    # smooth background gradient below the band, so frames are not flat
-    ramp = np.linspace(40, 200, width, dtype=np.float32)
-    img[band:, :, 2] = ramp.astype(np.uint8)[None, :]
+    if texture is not None:
+        x0 = (2 * index) % width
+        img[band:] = texture[band:height, x0 : x0 + width]
+    else:  # smooth background gradient below the band, so frames are not flat
+        ramp = np.linspace(40, 200, width, dtype=np.float32)
+        img[band:, :, 2] = ramp.astype(np.uint8)[None, :]
     side = max(8, min(width, height - band) // 4)
     t = index / max(1, num_frames - 1)
     x = int(round(t * (width - side)))
@@ -119,8 +135,8 @@ def _open_output(
         options = {"preset": preset, "crf": str(crf)}
         if not scenecut:  # a keyframe exactly every gop_size frames
             options.update(keyint_min="1", sc_threshold="0")
-        if bframes is not None:
-            options["bf"] = str(bframes)
+        if bframes is not None:  # a fixed B-frame pattern (x264 would drop B-frames on such smooth motion)
+            options.update(bf=str(bframes), b_strategy="0")
     stream = container.add_stream(codec, rate=rate, options=options)
     stream.width = width
     stream.height = height
@@ -176,6 +192,7 @@ def make_video(
     scenecut: bool = False,
     rotation: int = 0,
     vfr: bool = False,
+    texture: bool = False,
 ) -> Path:
     """Write a synthetic clip with a moving square and a frame-counter band; return its path.
 
@@ -185,7 +202,8 @@ def make_video(
     every ``gop_size`` frames; with ``scenecut=True`` x264 keeps its own keyframe decisions (scene cuts,
     ``keyint_min``) as in ordinary encodes. ``seconds`` sets the length instead of ``num_frames``.
     ``rotation`` stores a display rotation (degrees counter-clockwise; mp4/mov/mkv). ``vfr`` gives frames
-    the irregular durations of :data:`VFR_PATTERN` (same mean frame rate). Frame ``i`` in presentation
+    the irregular durations of :data:`VFR_PATTERN` (same mean frame rate); ``texture`` pans a noise
+    texture behind the square (a realistic bitrate). Frame ``i`` in presentation
     order carries ``i`` in its counter band (see :func:`decode_counter`). Use ``mpeg4`` for ``.avi``:
     decord's random access into H.264-in-AVI returns wrong frames, whereas sequential decoding is fine.
     """
@@ -199,7 +217,8 @@ def make_video(
         path, codec, fps, width, height, gop_size, crf, bit_rate,
         preset=preset, bframes=bframes, scenecut=scenecut, rotation=rotation, vfr=vfr,
     )  # fmt: skip
-    frames = (synthetic_frame(i, num_frames, width, height) for i in range(num_frames))
+    tex = _texture(width, height) if texture else None
+    frames = (synthetic_frame(i, num_frames, width, height, tex) for i in range(num_frames))
     _write_frames(container, stream, frames, vfr=vfr)
     return path
 
@@ -213,12 +232,13 @@ def make_realistic_video(
     codec: str = "libx264",
     **kwargs: Any,
 ) -> Path:
-    """A clip encoded like an ordinary download: x264 veryfast, keyint 250 with scene cuts, B-frames.
+    """A clip encoded like an ordinary download: x264 veryfast crf 23, keyint 250 with scene cuts,
+    3 B-frames (pyramid), a textured moving background.
 
     For decoding benchmarks (e.g. 640x360 for 120 s, 640x480 for 44 s, 10 minutes); ``kwargs`` go to
     :func:`make_video` (``rotation``, ``vfr``, ``crf``...). ``codec="mpeg4"`` uses 2 B-frames.
     """
-    opts: dict[str, Any] = {"gop_size": 250, "scenecut": True, "crf": 23}
+    opts: dict[str, Any] = {"gop_size": 250, "scenecut": True, "crf": 23, "bframes": 3, "texture": True}
     if _CODEC_ALIASES.get(codec, codec) == "mpeg4":
         opts["bframes"] = 2
     opts.update(kwargs)

@@ -11,15 +11,16 @@ import pytest
 import torch
 
 from sevila_tools import video as V
-from sevila_tools.video import decode as decode_module
 from sevila_tools.errors import InputError, VideoError
 from sevila_tools.synthetic import (
     decode_counter,
+    make_realistic_video,
     make_scene_video,
     make_video,
     make_zero_frame_video,
     synthetic_frame,
 )
+from sevila_tools.video import decode as decode_module
 
 HAS_DECORD = V.decord_available()
 needs_decord = pytest.mark.skipif(not HAS_DECORD, reason="decord not installed")
@@ -404,3 +405,25 @@ def test_scene_video(tmp_path):
     path = make_scene_video(tmp_path / "scenes_counter.mp4", scenes, counter=True)
     frames, _ = V.read_frames(path, [0, 21, 59], decoder="pyav", size=None)
     assert [decode_counter(f) for f in frames] == [0, 21, 59]
+
+
+def test_synthetic_realistic_options(tmp_path):
+    import av
+
+    vfr = make_video(tmp_path / "vfr.mp4", num_frames=40, vfr=True, width=160, height=120)
+    rot = make_video(tmp_path / "rot.mp4", num_frames=10, rotation=90, width=160, height=120)
+    real = make_realistic_video(tmp_path / "real.mp4", width=160, height=96, seconds=2.0, fps=25)
+    with av.open(str(vfr)) as c:
+        pts = [p.pts for p in c.demux(c.streams.video[0]) if p.size]
+        steps = {b - a for a, b in zip(sorted(pts)[:-1], sorted(pts)[1:], strict=True)}
+        assert len(pts) == 40 and len(steps) > 1  # irregular frame durations
+    assert V.probe(vfr, decoder="pyav").num_frames == 40
+    frames, _ = V.read_frames(vfr, [0, 17, 39], decoder="pyav", size=None)
+    assert [decode_counter(f) for f in frames] == [0, 17, 39]
+    info = V.probe(rot, decoder="pyav")  # displayed upright: the decoded frame is 120 wide, 160 high
+    assert (info.width, info.height) == (120, 160)
+    frames, _ = V.read_frames(rot, [3], decoder="pyav", size=None)
+    assert decode_counter(np.rot90(frames[0], k=-1)) == 3
+    with av.open(str(real)) as c:
+        types = [int(f.pict_type) for f in c.decode(video=0)]
+    assert len(types) == 50 and types.count(3) > 20 and types.count(1) == 1  # B-frames, one GOP of keyint 250

@@ -64,6 +64,8 @@ def read_parallel(reader: Reader, indices: list[int], workers: int) -> tuple[np.
 def _parallel_frames(reader: Reader, wanted: list[int], workers: int) -> dict[int, np.ndarray] | None:
     path, size = str(reader.path), reader.size
     if reader.name == "decord":
+        if not _decord_seeks_exactly(path):
+            return None
         groups = _decord_groups(reader, wanted, workers)
         tasks = [(decord_batch, (path, size, g)) for g in groups]
     else:
@@ -89,6 +91,29 @@ def _parallel_frames(reader: Reader, wanted: list[int], workers: int) -> dict[in
         else:
             got.update(zip(group, frames, strict=True))
     return got
+
+
+def _decord_seeks_exactly(path: str) -> bool:
+    """Whether decord's ``get_batch`` returns the same frames whatever the access pattern.
+
+    Not for AVI, nor for codecs other than H.264/HEVC with B-frames (mpeg4 with B-frames: decord returns
+    frames shifted by the B-frame count after a seek); there its output depends on which frames are asked
+    together, so a split would change it (see ``docs/video.md``).
+    """
+    import av  # noqa: PLC0415
+
+    try:
+        with av.open(path) as container:
+            fmt = container.format.name
+            codec = container.streams.video[0].codec_context.name
+    except Exception:
+        return False
+    if "avi" in fmt.split(","):
+        return False
+    if codec in ("h264", "hevc"):
+        return True
+    index = packet_index(path)
+    return index is not None and index.decode_pos == tuple(range(index.num_frames))
 
 
 def _decord_groups(reader: Reader, wanted: list[int], workers: int) -> list[list[int]]:
