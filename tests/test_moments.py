@@ -1,4 +1,4 @@
-"""Per-frame localizer decisions -> QVHighlights windows and saliency (evaluation.md §6)."""
+"""Per-frame localizer decisions -> QVHighlights windows and saliency (the span rule of docs/metrics.md)."""
 
 from __future__ import annotations
 
