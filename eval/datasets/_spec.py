@@ -129,6 +129,7 @@ class DatasetSpec:
         scorer: the metric breakdown, see :data:`Scorer`.
         headline: name of the headline metric in the scorer's output.
         columns: display columns of result tables, in order.
+        headline_column: the column of :attr:`columns` that shows the headline metric.
         video_path: rule turning a video id into a file path (:data:`VideoRule`).
         default_frames: candidate frames sampled per question by default.
     """
@@ -142,6 +143,7 @@ class DatasetSpec:
     scorer: Scorer
     headline: str
     columns: tuple[str, ...]
+    headline_column: str = "Acc"
     video_path: VideoRule = default_video_path
     default_frames: int = 32
 
@@ -219,8 +221,10 @@ def register_dataset(spec: DatasetSpec) -> DatasetSpec:
         raise ValueError(f"dataset {spec.name}: task must be one of {TASKS}, got {spec.task!r}")
     if (spec.task == "moments") != (spec.num_options == 0) or spec.num_options < 0:
         raise ValueError(f"dataset {spec.name}: num_options must be > 0 exactly for multiple choice")
-    if not spec.readers or spec.default_frames < 1 or not spec.columns:
-        raise ValueError(f"dataset {spec.name}: needs readers, columns and default_frames >= 1")
+    if not spec.readers or spec.default_frames < 1 or spec.headline_column not in spec.columns:
+        raise ValueError(
+            f"dataset {spec.name}: needs readers, default_frames >= 1 and headline_column in columns"
+        )
     get_prompt_style(spec.prompt_style)
     _REGISTRY[spec.name] = spec
     return spec

@@ -102,6 +102,7 @@ SPEC = register_dataset(
             "HL-min-VeryGood-mAP",
             "HL-min-VeryGood-Hit1",
         ),
+        headline_column="MR-full-mAP",
         default_frames=75,
     )
 )

@@ -82,5 +82,6 @@ SPEC = register_dataset(
         scorer=score_star,
         headline="macro_type_mean",
         columns=STAR_COLUMNS,
+        headline_column="Avg.",
     )
 )
