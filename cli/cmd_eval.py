@@ -142,6 +142,9 @@ def eval_cmd(
     ] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the feature cache.")] = False,
     prefetch: Annotated[int, typer.Option("--prefetch", min=0, help="Videos decoded ahead of the model.")] = 2,
+    decode_workers: Annotated[
+        int, typer.Option("--decode-workers", min=0, help="Decode in this many processes (0: one thread).")
+    ] = 0,
     span_threshold: Annotated[
         int, typer.Option("--span-threshold", min=0, help="Moments: longest run of 'no' frames inside one window.")
     ] = 6,
@@ -168,7 +171,8 @@ def eval_cmd(
         video_ext=video_ext, selector=selector, selector_options=opts, frames=frames, keyframes=keyframes,
         answerer=answerer, decoding=decoding, limit=limit, resume=resume, overwrite=overwrite,
         retry_errors=retry_errors, skip_missing=skip_missing, batch_size=batch_size, cache=not no_cache,
-        cache_dir=cache_dir, prefetch=prefetch, span=SpanConfig(span_threshold=span_threshold), seed=seed,
+        cache_dir=cache_dir, prefetch=prefetch, decode_workers=decode_workers,
+        span=SpanConfig(span_threshold=span_threshold), seed=seed,
         model=model, checkpoint=checkpoint, device=device, decoder=decoder, trust_checkpoint=trust_checkpoint,
     )
     say = (lambda msg: None) if quiet else (lambda msg: err_console.print(msg, highlight=False, soft_wrap=True))

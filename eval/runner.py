@@ -81,6 +81,7 @@ class EvalConfig(BaseModel):
     cache: bool = True
     cache_dir: Path | None = None
     prefetch: int = Field(default=2, ge=0, le=64)
+    decode_workers: int = Field(default=0, ge=0, le=64)
     span: SpanConfig = Field(default_factory=SpanConfig)
     seed: int = 0
 
@@ -155,7 +156,7 @@ class EvalSummary(BaseModel):
 
 def video_spec(sample: Sample, n: int) -> FrameSpec:
     """The frame request of a sample (its video, window and candidate count)."""
-    return FrameSpec(sample.video, n, sample.start, sample.end)
+    return FrameSpec(sample.video, n, sample.start, sample.end, empty_window="start_frame")
 
 
 def group_by_video(samples: Sequence[Sample], n: int) -> list[list[Sample]]:

@@ -18,7 +18,8 @@ def build_pipeline(runtime: Any, cfg: Any, store: Any = None) -> Pipeline:
     style, the run's selector (options: the flat ``selector_options`` plus the run ``seed``), answerer, decoding."""
     if store is None and getattr(cfg, "cache", False):
         store = DiskStore(cfg.cache_dir, device=runtime.device)
-    encoder = VideoEncoder(runtime, decoder=cfg.decoder, store=store)
+    workers = getattr(cfg, "decode_workers", 0)
+    encoder = VideoEncoder(runtime, decoder=cfg.decoder, store=store, decode_workers=workers)
     options = {"seed": cfg.seed, **dict(cfg.selector_options)}
     return Pipeline(
         runtime, encoder=encoder, prompts=cfg.spec.prompt_style, selector=cfg.selector,

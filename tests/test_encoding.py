@@ -191,3 +191,20 @@ def test_vit_fingerprint_follows_vision_weights(rt):
         finally:
             p.copy_(saved)
     assert vit_fingerprint(rt) == before
+
+
+def test_encode_many_with_decode_workers_equals_thread_and_uses_the_store(tmp_path, rt, clip):
+    bad = tmp_path / "bad.mp4"
+    bad.write_text("not a video")
+    specs = [FrameSpec(str(clip), 3), FrameSpec(str(bad), 3), FrameSpec(str(clip), 5)]
+    store = DiskStore(tmp_path / "c")
+    VideoEncoder(rt, store=store).encode(specs[2])  # one entry already stored
+    by_thread = list(VideoEncoder(rt).encode_many(specs, prefetch=1))
+    pooled_enc = VideoEncoder(rt, store=store, decode_workers=2)
+    by_pool = list(pooled_enc.encode_many(specs, prefetch=2))
+    assert [s for s, _ in by_pool] == specs and isinstance(by_pool[1][1], Exception)
+    for (_, a), (_, b) in zip(by_thread, by_pool, strict=True):
+        if not isinstance(a, Exception):
+            assert a.indices == b.indices and np.array_equal(a.frames.frames, b.frames.frames)
+            assert torch.equal(a.raw, b.raw)
+    assert pooled_enc.decoded == 1 and store.hits == 1  # the stored entry was not decoded again

@@ -28,6 +28,7 @@ class VideoEncoder:
         store: a :class:`FeatureStore` (``MemoryStore``, ``DiskStore``) or ``None`` (no caching).
         timer: receives the ``decode`` and ``vit`` stages.
         cache_random: also store random-mode requests (training draws new frames every epoch: off by default).
+        decode_workers: ``encode_many`` decodes in this many worker processes (0: one background thread).
     """
 
     def __init__(
@@ -38,12 +39,14 @@ class VideoEncoder:
         store: FeatureStore | None = None,
         timer: Timer | None = None,
         cache_random: bool = False,
+        decode_workers: int = 0,
     ) -> None:
         self.runtime = runtime
         self.decoder = decoder
         self.store = store
         self.timer = timer or NullTimer()
         self.cache_random = cache_random
+        self.decode_workers = int(decode_workers)
         self._vit_id: str | None = None
         self.decoded = 0  # videos decoded (store misses)
 
@@ -76,7 +79,7 @@ class VideoEncoder:
         with self.timer.stage("decode"):
             frames = sample_frames(
                 spec.video, spec.num_frames, start=spec.start, end=spec.end, decoder=self.decoder,
-                mode=spec.mode, seed=spec.seed,
+                mode=spec.mode, seed=spec.seed, empty_window=spec.empty_window,
             )
         return key, frames
 
@@ -99,13 +102,21 @@ class VideoEncoder:
     def encode_many(
         self, specs: Iterable[FrameSpec], prefetch: int = 2
     ) -> Iterator[tuple[FrameSpec, EncodedVideo | Exception]]:
-        """Encode requests in order; decoding runs up to ``prefetch`` videos ahead in a background thread
-        while the ViT works in the caller's thread. A video that fails yields its error, the others go on."""
+        """Encode requests in order. Decoding runs up to ``prefetch`` videos ahead (in a background thread, or
+        in ``decode_workers`` processes) while the ViT works in the caller's thread; a video that fails
+        yields its error and the others go on."""
         specs = list(specs)
-        if prefetch <= 0:
+        if self.decode_workers > 0:
+            yield from self._encode_with_pool(specs, prefetch)
+        elif prefetch <= 0:
             for spec in specs:
                 yield spec, self._safe(lambda s=spec: self.encode(s))
-            return
+        else:
+            yield from self._encode_with_thread(specs, prefetch)
+
+    def _encode_with_thread(
+        self, specs: list[FrameSpec], prefetch: int
+    ) -> Iterator[tuple[FrameSpec, EncodedVideo | Exception]]:
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sevila-decode")
         futures: dict[int, Future] = {}
         try:
@@ -119,6 +130,38 @@ class VideoEncoder:
             for fut in futures.values():
                 fut.cancel()
             pool.shutdown(wait=True)
+
+    def _stored(self, spec: FrameSpec) -> bool:
+        if not self._cached(spec):
+            return False
+        try:
+            return bool(self.store.contains(self.key(spec)))  # type: ignore[union-attr]
+        except (AttributeError, OSError):
+            return False
+
+    def _encode_with_pool(
+        self, specs: list[FrameSpec], prefetch: int
+    ) -> Iterator[tuple[FrameSpec, EncodedVideo | Exception]]:
+        from sevila_tools.video import DecodePool, DecodeSpec
+
+        stored = [self._stored(s) for s in specs]
+        misses = [
+            DecodeSpec(s.video, s.num_frames, s.start, s.end, s.mode, s.seed, s.empty_window)
+            for s, hit in zip(specs, stored, strict=True) if not hit
+        ]
+        with DecodePool(self.decode_workers, self.decoder, max_pending=max(prefetch, self.decode_workers)) as pool:
+            decoded = pool.imap(misses)
+            for spec, hit in zip(specs, stored, strict=True):
+                if hit:
+                    yield spec, self._safe(lambda s=spec: self.encode(s))
+                    continue
+                with self.timer.stage("decode_wait"):
+                    got = next(decoded)
+                if isinstance(got, Exception):
+                    yield spec, got
+                    continue
+                key = self.key(spec) if self._cached(spec) else None
+                yield spec, self._safe(lambda s=spec, k=key, g=got: self.finish(s, (k, g)))
 
     @staticmethod
     def _safe(fn: Any) -> EncodedVideo | Exception:

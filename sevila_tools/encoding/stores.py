@@ -67,6 +67,11 @@ class MemoryStore(_Counters):
         self._count("misses" if item is None else "hits")
         return item
 
+    def contains(self, key: str) -> bool:
+        """Whether ``key`` is stored (no counters change)."""
+        with self._lock_items:
+            return key in self._items
+
     def put(self, key: str, value: EncodedVideo) -> None:
         with self._lock_items:
             self._items[key] = value
@@ -132,6 +137,10 @@ class DiskStore(_Counters):
         """File of the entry for ``key``."""
         digest = hashlib.sha256(key.encode()).hexdigest()
         return self.dir / digest[:2] / f"{digest}.safetensors"
+
+    def contains(self, key: str) -> bool:
+        """Whether an entry file exists for ``key`` (no counters change)."""
+        return self.path_for(key).is_file()
 
     def get(self, key: str) -> EncodedVideo | None:
         from safetensors import safe_open

@@ -14,7 +14,9 @@ from sevila_tools.video import SampledFrames
 class FrameSpec:
     """Which frames of which video: ``num_frames`` by SeViLA's sampling rule over ``[start, end)``.
 
-    ``mode="random"`` draws one frame per segment with ``seed`` (training)."""
+    ``mode="random"`` draws one frame per segment with ``seed`` (training). ``empty_window="start_frame"``
+    samples an empty or reversed window at its start frame, as the official dataset loader does (dataset
+    runs); ``"raise"`` (default) refuses it."""
 
     video: str
     num_frames: int
@@ -22,6 +24,7 @@ class FrameSpec:
     end: float | None = None
     mode: Literal["uniform", "random"] = "uniform"
     seed: int | None = None
+    empty_window: Literal["raise", "start_frame"] = "raise"
 
 
 @dataclass
@@ -57,3 +60,5 @@ class FeatureStore(Protocol):
     def get(self, key: str) -> EncodedVideo | None: ...
 
     def put(self, key: str, value: EncodedVideo) -> None: ...
+
+    def contains(self, key: str) -> bool: ...
