@@ -1,22 +1,7 @@
-"""Reference-style SeViLA forward chain: the same numbers, computed the way the official code computes them.
+"""The official code's way of running SeViLA's forward chain, one question at a time through ``generate``.
 
-The official ``sevila.py`` (``generate`` of the ``qa_vid`` + ``loc`` task) does, for one question at a time:
-
-1. preprocess the frames on the host (float32), copy them to the device, run the ViT once over all frames;
-2. Localizer: ``ln_vision_loc`` -> ``Qformer_loc`` -> ``t5_proj_loc`` per frame, ``[embed("Frame: ") | Q | text]``
-   with the text tokenized per call and ``repeat_interleave``d over the frames, then
-   ``t5_model.generate(inputs_embeds, attention_mask, num_beams=1, max_new_tokens=30, min_length=1,
-   output_scores=True, return_dict_in_generate=True)`` over the frames and ``scores[0][:, yes_id]``;
-3. ``topk`` over the yes scores, sorted into temporal order;
-4. Answerer: ``[P1 | Q1 | ... | Pk | Qk | qa_text]`` through ``generate`` with the same arguments, reading
-   ``scores[1]`` at the option letters (``scores[0]`` when only one step was generated).
-
-This module rebuilds the T5 inputs from the model's submodules (not through
-:meth:`~sevila_tools.runtime.SevilaRuntime.single_frame_inputs` / ``multi_frame_inputs``), so comparing it
-with the runtime's batched one-step path checks both the input assembly and the one-step shortcut
-(``tests/test_bench.py``). It exists to be timed against the fast path by ``sevila bench --reference``; use
-the runtime for real work.
-"""
+An independent oracle for the batched pipeline (it rebuilds the T5 inputs from the model's submodules and never
+calls :mod:`sevila_tools.pipeline`); ``BENCHMARKS.md`` describes what it does and why it is timed."""
 
 from __future__ import annotations
 
@@ -30,7 +15,6 @@ import torch
 
 from sevila_tools.prompts import FRAME_PREFIX, video_prefix
 from sevila_tools.runtime import MAX_TEXT_LEN, SevilaRuntime
-from sevila_tools.selectors.base import topk_sorted
 from sevila_tools.video import preprocess
 
 #: generated tokens a trained SeViLA emits before ``</s>``: Localizer "▁yes"/"▁no", Answerer "▁Option", "▁A"
@@ -53,6 +37,12 @@ def _no_stage(name: str) -> Iterator[None]:
     yield
 
 
+def _topk_temporal(scores: torch.Tensor, k: int) -> list[int]:
+    """Positions of the ``k`` highest scores (equal scores: lower index first), in temporal order."""
+    order = sorted(range(scores.shape[0]), key=lambda i: (-float(scores[i]), i))
+    return sorted(order[:k])
+
+
 @dataclass
 class ReferenceOutput:
     """Reference-path result for one question."""
@@ -72,7 +62,11 @@ def _embed(runtime: SevilaRuntime, ids: torch.Tensor) -> torch.Tensor:
 
 def _tok(runtime: SevilaRuntime, texts: list[str], special: bool = True) -> Any:
     return runtime.tokenizer(
-        texts, padding="longest", truncation=True, max_length=MAX_TEXT_LEN, add_special_tokens=special,
+        texts,
+        padding="longest",
+        truncation=True,
+        max_length=MAX_TEXT_LEN,
+        add_special_tokens=special,
         return_tensors="pt",
     ).to(runtime.device)
 
@@ -82,17 +76,22 @@ def _queries(runtime: SevilaRuntime, raw: torch.Tensor, loc: bool) -> torch.Tens
     m = runtime.model
     ln, qt, qf, proj = (
         (m.ln_vision_loc, m.query_tokens_loc, m.qformer_loc, m.language_projection_loc)
-        if loc else (m.ln_vision, m.query_tokens, m.qformer, m.language_projection)
+        if loc
+        else (m.ln_vision, m.query_tokens, m.qformer, m.language_projection)
     )
     feats = ln(raw.to(ln.weight.dtype))
     atts = torch.ones(feats.shape[:-1], dtype=torch.long, device=feats.device)
     out = qf(
-        query_embeds=qt.expand(feats.shape[0], -1, -1), encoder_hidden_states=feats, encoder_attention_mask=atts
+        query_embeds=qt.expand(feats.shape[0], -1, -1),
+        encoder_hidden_states=feats,
+        encoder_attention_mask=atts,
     ).last_hidden_state[:, : qt.shape[1]]
     return proj(out.to(proj.weight.dtype)).float()
 
 
-def _generate(runtime: SevilaRuntime, embeds: torch.Tensor, mask: torch.Tensor, max_new_tokens: int | None) -> Any:
+def _generate(
+    runtime: SevilaRuntime, embeds: torch.Tensor, mask: torch.Tensor, max_new_tokens: int | None
+) -> Any:
     kwargs = dict(GENERATE_KWARGS)
     if max_new_tokens is not None:
         kwargs["max_new_tokens"] = max_new_tokens
@@ -130,7 +129,10 @@ def reference_localizer(
 
 @torch.no_grad()
 def reference_answer(
-    runtime: SevilaRuntime, raw_keyframes: torch.Tensor, qa_text: str, num_options: int,
+    runtime: SevilaRuntime,
+    raw_keyframes: torch.Tensor,
+    qa_text: str,
+    num_options: int,
     max_new_tokens: int | None = None,
 ) -> tuple[torch.Tensor, int, int]:
     """(letter logits, step-0 token, generated steps) for keyframe features ``(K, L, D)`` of one question."""
@@ -162,29 +164,52 @@ def reference_forward(
 ) -> ReferenceOutput:
     """The whole forward chain for one question from its decoded candidate frames ``(T, 224, 224, 3)`` uint8.
 
-    ``stage(name)`` (optional) is a context manager wrapped around each stage (``vit``, ``localizer``,
-    ``select``, ``answerer``) by the benchmark. ``trained_steps`` caps ``generate`` at the tokens a trained
-    model emits before ``</s>`` (:data:`TRAINED_STEPS`): random weights rarely emit ``</s>``, so the official
-    call runs all 30 steps; the capped run times the official code as it behaves with real weights."""
+    ``stage(name)`` (optional) is a context manager wrapped around each stage (``vit``, ``select``,
+    ``gather``, ``answer``: the pipeline's stage names). ``trained_steps`` caps ``generate`` at the tokens a
+    trained model emits before ``</s>`` (:data:`TRAINED_STEPS`): random weights rarely emit ``</s>``, so the
+    official call runs all 30 steps; the capped run times the official code as it behaves with real weights."""
     stage = stage or _no_stage
     with stage("vit"):
         raw = reference_vit(runtime, frames)
-    with stage("localizer"):
+    with stage("select"):  # the Localizer through generate, then top-k
         yes, no, loc_steps = reference_localizer(
             runtime, raw, loc_text, TRAINED_STEPS["localizer"] if trained_steps else None
         )
-    with stage("select"):
-        positions = topk_sorted(yes.tolist(), num_keyframes)
+        positions = _topk_temporal(yes, num_keyframes)
+    with stage("gather"):
         raw_kf = raw[positions]
-    with stage("answerer"):
+    with stage("answer"):
         letters, step0, qa_steps = reference_answer(
             runtime, raw_kf, qa_text, num_options, TRAINED_STEPS["answerer"] if trained_steps else None
         )
     return ReferenceOutput(
-        yes=yes.cpu(), no=no.cpu(), positions=positions, letter_logits=letters.cpu(),
-        prediction=int(letters.argmax()), step0_token=step0,
+        yes=yes.cpu(),
+        no=no.cpu(),
+        positions=positions,
+        letter_logits=letters.cpu(),
+        prediction=int(letters.argmax()),
+        step0_token=step0,
         generate_steps={"localizer": loc_steps, "answerer": qa_steps},
     )
+
+
+def reference_batch(
+    runtime: SevilaRuntime,
+    frames: list[np.ndarray],
+    texts: list[tuple[str, str]],
+    num_keyframes: int,
+    num_options: int,
+    stage: StageFn | None = None,
+    trained_steps: bool = False,
+) -> list[ReferenceOutput]:
+    """:func:`reference_forward` over several questions, one at a time (``texts``: (Localizer, Answerer) text
+    of each question, ``frames``: its decoded candidates)."""
+    return [
+        reference_forward(
+            runtime, f, loc, qa, num_keyframes, num_options, stage=stage, trained_steps=trained_steps
+        )
+        for f, (loc, qa) in zip(frames, texts, strict=True)
+    ]
 
 
 __all__ = [
@@ -192,6 +217,7 @@ __all__ = [
     "TRAINED_STEPS",
     "ReferenceOutput",
     "reference_answer",
+    "reference_batch",
     "reference_forward",
     "reference_localizer",
     "reference_vit",

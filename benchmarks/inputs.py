@@ -1,0 +1,145 @@
+"""Benchmark inputs: made-up multiple-choice questions and synthetic videos shaped like the real datasets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from sevila_tools.pipeline import Query
+from sevila_tools.prompts import prompts_for
+
+_SUBJECTS = ["man", "woman", "boy", "girl", "dog", "cat", "person", "people"]
+_ACTIONS = [
+    "holding a red ball",
+    "walking with the dog",
+    "sitting on the car",
+    "eating with a woman",
+    "playing with the cat",
+    "running to the left",
+    "looking at the blue square",
+    "talking with people",
+    "moving up and down",
+    "holding the green ball",
+]
+_WHEN = [
+    "at the start of the video",
+    "at the end of the clip",
+    "in the middle of the video",
+    "after the boy sits",
+]
+
+
+@dataclass
+class BenchQuestion:
+    """One made-up multiple-choice question about one video, with the official prompt texts."""
+
+    video: str
+    query: Query
+    loc_text: str
+    qa_text: str
+
+
+def make_questions(videos: list[str], count: int, num_options: int = 5) -> list[BenchQuestion]:
+    """``count`` questions (deterministic, varied lengths) cycling over ``videos``."""
+    out = []
+    for i in range(count):
+        subject = _SUBJECTS[i % len(_SUBJECTS)]
+        question = f"what is the {subject} {_ACTIONS[i % len(_ACTIONS)].split()[0]} {_WHEN[i % len(_WHEN)]}?"
+        options = [f"{_ACTIONS[(i + 3 * j + 1) % len(_ACTIONS)]}." for j in range(num_options)]
+        loc_text, qa_text = prompts_for(None, question, options)
+        out.append(BenchQuestion(videos[i % len(videos)], Query(question, options), loc_text, qa_text))
+    return out
+
+
+def make_videos(folder: str | Path, count: int, num_frames: int = 300, fps: int = 30) -> list[str]:
+    """``count`` short clips (moving square + counter, 320x240, h264) of slightly different lengths."""
+    from sevila_tools.synthetic import make_video
+
+    folder = Path(folder)
+    return [
+        str(make_video(folder / f"bench_{i}.mp4", num_frames=num_frames + 7 * i, fps=fps, gop_size=30))
+        for i in range(count)
+    ]
+
+
+@dataclass(frozen=True)
+class VideoShape:
+    """Length, size and questions per video of a dataset-like synthetic video."""
+
+    name: str
+    seconds: float
+    width: int
+    height: int
+    questions: int
+    about: str
+
+
+#: the scenario videos (30 fps; encoded by :func:`write_scenario_video`)
+SHAPES: dict[str, VideoShape] = {
+    s.name: s
+    for s in (
+        VideoShape("nextqa", 44, 640, 480, 9, "NExT-QA-like: 44 s, 640x480, 9 questions per video"),
+        VideoShape("qvhighlights", 150, 640, 360, 1, "QVHighlights-like: 150 s, one query"),
+        VideoShape("agent", 120, 640, 360, 1, "an agent's video: 120 s, 640x360, one question"),
+        VideoShape("long", 600, 640, 360, 1, "a 10-minute video, 640x360, one question"),
+    )
+}
+
+
+def _texture(width: int, height: int, frames: int, seed: int) -> np.ndarray:
+    """A blocky random texture wide enough to pan one pixel per frame (motion the encoder must track)."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (height // 4 + 1, (width + frames) // 4 + 1, 3), dtype=np.uint8)
+    return np.kron(small, np.ones((4, 4, 1), dtype=np.uint8))[:height]
+
+
+def write_scenario_video(
+    path: Path, width: int, height: int, seconds: float, fps: int = 30, seed: int = 0
+) -> None:
+    """x264 veryfast, crf 23, keyint 250 with scene cuts and 3 B-frames (always used: on synthetic content
+    x264's adaptive choice would drop them); the counter-band clip of :mod:`sevila_tools.synthetic` over a
+    panning texture, so that frames cost bits to code and decode."""
+    import av
+
+    from sevila_tools.synthetic import counter_band_height, synthetic_frame
+
+    n = max(1, int(round(seconds * fps)))
+    tex, band = _texture(width, height, n, seed), counter_band_height(height)
+    opts = {"preset": "veryfast", "crf": "23", "x264-params": "bframes=3:b-adapt=0"}
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=Fraction(fps), options=opts)
+        stream.width, stream.height, stream.pix_fmt, stream.gop_size = width, height, "yuv420p", 250
+        for i in range(n):
+            img = synthetic_frame(i, n, width, height)
+            img[band:] = (img[band:] >> 1) + (tex[band:, i : i + width] >> 1)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
+        container.mux(stream.encode())
+
+
+def scenario_video(
+    folder: str | Path, shape: VideoShape, scale: float = 1.0, index: int = 0, fps: int = 30
+) -> str:
+    """The synthetic video ``index`` of ``shape`` (length times ``scale``), written once and reused."""
+    seconds = round(shape.seconds * scale, 3)
+    path = Path(folder) / f"{shape.name}_{index}_{seconds:g}s_{shape.width}x{shape.height}.mp4"
+    if path.is_file() and path.stat().st_size > 0:
+        return str(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.part.mp4")
+    write_scenario_video(tmp, shape.width, shape.height, seconds, fps, seed=index)
+    tmp.replace(path)
+    return str(path)
+
+
+__all__ = [
+    "SHAPES",
+    "BenchQuestion",
+    "VideoShape",
+    "make_questions",
+    "make_videos",
+    "scenario_video",
+    "write_scenario_video",
+]
