@@ -6,18 +6,17 @@ import dataclasses
 import statistics
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
-from sevila_tools.benchmarks.decoding import DecodeKnobs, make_encoder
+from sevila_tools.benchmarks.decoding import DecodeKnobs, decode_all, make_encoder
 from sevila_tools.benchmarks.harness import PeakMemory, Setting, max_memory, stats, sync
 from sevila_tools.benchmarks.inputs import BenchQuestion
 from sevila_tools.benchmarks.reference import ReferenceOutput, reference_batch
-from sevila_tools.encoding import EncodedVideo, FrameSpec, VideoEncoder
+from sevila_tools.encoding import EncodedVideo
 from sevila_tools.pipeline import ChainOutput, Pipeline
 from sevila_tools.runtime import SevilaRuntime
 from sevila_tools.timing import StageClock, Timer
@@ -77,13 +76,6 @@ class _Job:
         self.times.setdefault(name, []).append(seconds)
 
 
-def _decode(encoder: VideoEncoder, specs: list[FrameSpec], workers: int) -> list[Any]:
-    if workers <= 1 or len(specs) == 1:
-        return [encoder.lookup_or_decode(s) for s in specs]
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(encoder.lookup_or_decode, specs))
-
-
 def _same(a: list[ChainOutput], b: list[ChainOutput]) -> bool:
     return [(o.selection.frame_indices, o.answer.index) for o in a] == [
         (o.selection.frame_indices, o.answer.index) for o in b
@@ -93,24 +85,23 @@ def _same(a: list[ChainOutput], b: list[ChainOutput]) -> bool:
 def pipeline_repeat(
     runtime: SevilaRuntime, job: _Job, qs: list[BenchQuestion], setting: Setting, knobs: DecodeKnobs, qpc: int
 ) -> None:
-    """One timed repeat: decode through the encoder, a staged run (``StageClock``), the same chain without
-    a clock as one block, and the Answerer alone on K uniform frames."""
+    """One timed repeat: decode (in ``knobs.workers`` processes if > 0), a staged run of the encoder's ViT and
+    the pipeline (``StageClock``), the same chain without a clock as one block, the Answerer alone."""
     dev, k = runtime.device, setting.keyframes
-    specs = [FrameSpec(q.video, setting.frames) for q in qs]
     with PeakMemory(dev) as mem:
         clock = StageClock(dev)
         staged = make_pipeline(runtime, knobs, clock)
         t0 = time.perf_counter()
-        decoded = _decode(staged.encoder, specs, knobs.workers)
+        decoded = decode_all([q.video for q in qs], setting.frames, knobs)
         job.add("decode", time.perf_counter() - t0)
-        items = [(staged.encoder.finish(s, d), q.query) for s, d, q in zip(specs, decoded, qs, strict=True)]
+        items = [(staged.encoder.from_frames(q.video, d), q.query) for d, q in zip(decoded, qs, strict=True)]
         outs = forward_chunks(staged, items, k, qpc)
         for name in ("vit", "select", "gather", "answer"):
             job.add(name, clock.seconds.get(name, 0.0))
         plain = make_pipeline(runtime, knobs)
         sync(dev)
         t0 = time.perf_counter()
-        items = [(plain.encoder.finish(s, d), q.query) for s, d, q in zip(specs, decoded, qs, strict=True)]
+        items = [(plain.encoder.from_frames(q.video, d), q.query) for d, q in zip(decoded, qs, strict=True)]
         job.last = forward_chunks(plain, items, k, qpc)
         sync(dev)
         job.add("chain", time.perf_counter() - t0)
@@ -118,7 +109,7 @@ def pipeline_repeat(
         if not _same(outs, job.last):
             raise RuntimeError("the pipeline is not deterministic across runs")  # pragma: no cover
         t0 = time.perf_counter()
-        subsets = [uniform_subset(frames, k) for _, frames in decoded]  # no store: every lookup decodes
+        subsets = [uniform_subset(frames, k) for frames in decoded]
         plain.answer_frames(
             [(plain.encoder.from_frames(q.video, f), q.query) for f, q in zip(subsets, qs, strict=True)]
         )

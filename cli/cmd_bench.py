@@ -50,7 +50,10 @@ VideoFramesOpt = Annotated[
 ]
 NumOptionsOpt = Annotated[int, typer.Option("--num-options", min=2, max=5, help="Options per question.")]
 WorkersOpt = Annotated[
-    int, typer.Option("--decode-workers", min=1, help="Decode threads (videos decoded at once).")
+    int,
+    typer.Option(
+        "--decode-workers", min=0, help="Decode in this many processes (0: in-process, as sevila eval)."
+    ),
 ]
 PrefetchOpt = Annotated[
     int, typer.Option("--prefetch", min=0, help="Videos decoded ahead of the model (dataset scenario).")
@@ -101,7 +104,7 @@ def bench(
     reference: ReferenceOpt = False,
     device: DeviceOpt = "auto",
     decoder: DecoderOpt = "auto",
-    decode_workers: WorkersOpt = 1,
+    decode_workers: WorkersOpt = 0,
     prefetch: PrefetchOpt = 2,
     vit_dtype: DtypeVitOpt = None,
     t5_dtype: DtypeT5Opt = None,
