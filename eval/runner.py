@@ -249,7 +249,8 @@ class EvalRun:
             out["span"] = cfg.span.model_dump()
         return json.loads(json.dumps(out, default=str))
 
-    def _check_settings(self, skip: tuple[str, ...] = ()) -> None:
+    def check_settings(self, skip: tuple[str, ...] = ()) -> None:
+        """With ``resume``: refuse when the folder's ``settings.json`` differs from this run's (``skip`` aside)."""
         path = self.cfg.out / SETTINGS_NAME
         if not self.cfg.resume or not path.is_file():
             return
@@ -265,7 +266,7 @@ class EvalRun:
         leftovers = [p for p in [out, *shard_files(out), cfg.errors_path] if p is not None and p.exists()]
         existing: list[dict[str, Any]] = []
         if cfg.resume:
-            self._check_settings(skip=("model", "checkpoint"))  # those are known once the model is loaded
+            self.check_settings(skip=("model", "checkpoint"))  # those are known once the model is loaded
             existing = existing_records(out, cfg.errors_path)
         elif leftovers and not cfg.overwrite:
             raise InputError(f"{cfg.out} already holds predictions; pass --resume to continue or --overwrite")
@@ -291,7 +292,7 @@ class EvalRun:
             self.runtime = load_runtime(cfg.model, cfg.checkpoint, device=rank_device(cfg.device, self.dist),
                                         trust_checkpoint=cfg.trust_checkpoint)
         self.load_s = time.perf_counter() - t0
-        self._check_settings()
+        self.check_settings()
         if self.dist.main:
             atomic_write_text(cfg.out / SETTINGS_NAME, json.dumps(self.settings(), indent=2) + "\n")
         self.pipeline = build_pipeline(self.runtime, cfg)

@@ -223,6 +223,11 @@ def build_model(
     return net.eval(), tok, info
 
 
+def preset_has_random_weights(model: str) -> bool:
+    """Whether the ``--model`` value names a preset with random weights (known before anything loads)."""
+    return model == TINY_NAME
+
+
 def load_runtime(
     model: str = DEFAULT_BASE,
     checkpoint: str | None = "auto",

@@ -16,17 +16,17 @@ from sevila_tools.cli.app import app
 from sevila_tools.errors import InputError
 from sevila_tools.eval.ablate import (
     DEFAULT_GRID,
-    NEXTQA_COLUMNS,
     AblationConfig,
     default_selectors,
     parse_grid,
     parse_names,
     plan_settings,
 )
-from sevila_tools.eval.datasets import load_annotations
+from sevila_tools.eval.datasets import get_dataset, load_annotations
 from sevila_tools.eval.scorers import score_multiple_choice
 
 REPO = Path(__file__).resolve().parents[1]
+NEXTQA_COLUMNS = get_dataset("nextqa").columns
 SELECTORS = "uniform,localizer,clip,moment_detr,oracle"
 HEADER = "video,frame_count,width,height,question,answer,qid,type,a0,a1,a2,a3,a4"
 ROWS = [
@@ -149,10 +149,10 @@ def test_plan_settings_collapses_uniform():
 def test_default_selectors():
     from sevila_tools.selectors import available_selectors
 
-    names, skipped = default_selectors(has_gold=True, moment_detr_ok=True)
+    names, skipped = default_selectors(has_gold=True, options={}, random_weights=True)
     assert sorted(names) == available_selectors() and not skipped
-    assert names[0] == "uniform" and names.index("localizer") < names.index("oracle")
-    names, skipped = default_selectors(has_gold=False, moment_detr_ok=False)
+    assert names[0] == "uniform" and names.index("localizer") < names.index("oracle")  # by rank
+    names, skipped = default_selectors(has_gold=False, options={}, random_weights=False)
     assert "oracle" not in names and "moment_detr" not in names
     assert set(skipped) == {"oracle", "moment_detr"}
 
@@ -177,7 +177,8 @@ def test_ablate_tables_match_scorer(dataset, first_run):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     result = json.loads((out / "results.json").read_text())
-    assert result["columns"] == list(NEXTQA_COLUMNS)
+    assert result["columns"] == list(NEXTQA_COLUMNS) == [
+        "Why", "How", "Bef&Aft", "When", "Cnt", "Loc", "Other", "Acc_C", "Acc_T", "Acc_D", "Acc"]
     ids = [r["setting"] for r in result["rows"]]
     assert ids == [
         "uniform_2to2_concat", "uniform_4to4_concat", "localizer_8to2_concat", "localizer_16to4_concat",
@@ -194,7 +195,7 @@ def test_ablate_tables_match_scorer(dataset, first_run):
     ]
     assert len(md_rows) == 10
     for row, md_line in zip(result["rows"], md_rows, strict=True):
-        pred_file = out / "preds" / f"{row['setting']}.jsonl"
+        pred_file = out / "runs" / row["setting"] / "predictions.jsonl"
         assert Path(row["predictions_file"]) == pred_file
         want = _independent_display(pred_file, dataset / "val.csv")
         assert row["display"] == want
@@ -216,15 +217,15 @@ def test_ablate_tables_match_scorer(dataset, first_run):
     by_id = {r["setting"]: r for r in result["rows"]}
     uni = by_id["uniform_4to4_concat"]
     assert uni["frames"] == 4 and uni["grid_entries"] == ["16:4"]
-    assert "n = k" in uni["config"]["frames_rule"] and "¹" in md and "n = k" in md
+    assert "own 4 frames" in uni["config"]["frames_rule"] and "¹" in md and "n = k" in md
     mdetr = by_id["moment_detr_16to4_concat"]["config"]
     assert mdetr["selector_config"]["long_video"] == "sliding"
     assert mdetr["selector_config"]["frame_strategy"] == "top_window_uniform"
-    assert mdetr["long_video_affected_videos"] == 1  # only the 160-s video has > 75 clips
-    assert result["moment_detr_long_video"]["affected_videos"] == 1
-    assert result["moment_detr_long_video"]["first_affected"] == ["1002.mp4"]
+    assert mdetr["video_check"]["affected_videos"] == 1  # only the 160-s video has > 75 clips
+    assert result["video_checks"]["moment_detr"]["first_affected"] == ["1002.mp4"]
     # the keyframes of every record are within the video and sorted
-    for rec in map(json.loads, (out / "preds" / "oracle_16to4_concat.jsonl").read_text().splitlines()):
+    oracle_file = out / "runs" / "oracle_16to4_concat" / "predictions.jsonl"
+    for rec in map(json.loads, oracle_file.read_text().splitlines()):
         assert rec["selector"] == "oracle" and rec["keyframe_idx"] == sorted(rec["keyframe_idx"])
         assert len(rec["keyframe_idx"]) == 4
 
@@ -237,8 +238,7 @@ def test_ablate_reuses_features_across_settings(first_run):
     assert calls["clip"] == 4
     # Moment-DETR clip features do not depend on the grid: one pass per video for both settings
     assert calls["mdetr"] == 2
-    # stores: 4 CLIP + 2 Moment-DETR; hits: CLIP 2 per setting, Moment-DETR 8 lookups - 2 computed
-    assert result["clip_feature_cache"] == {"entries": 6, "stores": 6, "hits": 2 * 2 + 6}
+    assert result["selector_memo"]["features"]["stores"] >= 6  # the process-wide memo holds them
     # ViT: each (video, number of frames) decoded + encoded once: 2 videos x {2, 4, 8, 16} frame sets
     vit = result["vit_cache"]
     assert vit["misses"] == 8 and vit["writes"] == 8 and vit["hits"] == 10 * 2 - 8
@@ -260,7 +260,7 @@ def test_ablate_resume_does_no_model_work(dataset, first_run, monkeypatch, tmp_p
     assert res.exit_code != 0 and "--resume" in res.stderr and len(res.stderr.strip().splitlines()) == 1
 
     # the table is computed from the prediction files: edit one (still complete) and check exact values
-    edited = work / "preds" / "localizer_8to2_concat.jsonl"
+    edited = work / "runs" / "localizer_8to2_concat" / "predictions.jsonl"
     recs = [json.loads(x) for x in edited.read_text().splitlines()]
     right = {"1001_0", "1002_0"}  # DO and TN right; CW and DC wrong
     for r in recs:
@@ -292,10 +292,10 @@ def test_ablate_resume_does_no_model_work(dataset, first_run, monkeypatch, tmp_p
     monkeypatch.undo()
 
     # an interrupted setting (2 of 4 records, no summary yet) is continued; the others are not re-run
-    part = work / "preds" / "clip_16to4_concat.jsonl"
+    part = work / "runs" / "clip_16to4_concat" / "predictions.jsonl"
     lines = part.read_text().splitlines()
     part.write_text("\n".join(lines[:2]) + "\n")
-    (work / "preds" / "clip_16to4_concat.summary.json").unlink()
+    (work / "runs" / "clip_16to4_concat" / "summary.json").unlink()
     res = runner.invoke(app, _args(dataset, work, "--selector", SELECTORS, "--grid", "8:2,16:4", "--resume"))
     assert res.exit_code == 0, (res.stdout, res.stderr)
     again = json.loads((work / "results.json").read_text())
@@ -311,7 +311,7 @@ def test_ablate_resume_does_no_model_work(dataset, first_run, monkeypatch, tmp_p
             dataset, work, "--selector", "moment_detr", "--grid", "8:2", "--resume", "--long-video", "stride"
         ),
     )
-    assert res.exit_code != 0 and "long_video='sliding'" in res.stderr
+    assert res.exit_code != 0 and "'long_video': 'sliding'" in res.stderr and "other settings" in res.stderr
 
 
 def test_ablate_selector_errors(dataset, tmp_path):

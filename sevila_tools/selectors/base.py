@@ -92,9 +92,23 @@ class Selector(ABC):
         """Build from validated options (``cls.Options``); override when the constructor differs."""
         return cls(**options.model_dump())  # type: ignore[call-arg]
 
-    def num_candidates(self, num_frames: int, num_keyframes: int) -> int:
+    @classmethod
+    def num_candidates(cls, num_frames: int, num_keyframes: int) -> int:
         """How many candidate frames to decode for ``num_frames`` -> ``num_keyframes``."""
         return num_frames
+
+    @classmethod
+    def unavailable_reason(cls, options: dict[str, Any], random_weights: bool) -> str | None:
+        """Why this selector cannot run with ``options`` (None: it can); checked before any model loads."""
+        return None
+
+    @classmethod
+    def check_videos(
+        cls, segments: list[tuple[str, float | None, float | None]], options: dict[str, Any], decoder: str
+    ) -> dict[str, Any] | None:
+        """Look at a run's (video, start, end) segments before it starts: a record of what the selector will do
+        with them (kept in the run's results), or a one-line :class:`InputError` when it cannot handle them."""
+        return None
 
     @abstractmethod
     def select(self, inp: SelectorInput, k: int) -> Selection:

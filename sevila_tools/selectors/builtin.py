@@ -35,7 +35,8 @@ class UniformSelector(Selector):
     )
     rank: ClassVar[int] = 0
 
-    def num_candidates(self, num_frames: int, num_keyframes: int) -> int:
+    @classmethod
+    def num_candidates(cls, num_frames: int, num_keyframes: int) -> int:
         """Only the k keyframes need decoding: they are the candidates of the n = k rule."""
         return num_keyframes
 

@@ -33,6 +33,7 @@ from sevila_tools.selectors.memo import (
     path_fingerprint,
     shared_model,
 )
+from sevila_tools.selectors.moment_detr import checks
 from sevila_tools.selectors.moment_detr.checkpoint import shared_moment_detr
 from sevila_tools.selectors.moment_detr.clip_grid import (
     DEFAULT_LONG_VIDEO,
@@ -241,6 +242,16 @@ class MomentDETRSelector(Selector):
         if self._clip_tokenizer is None:
             _ = self.clip
         return self._clip_tokenizer
+
+    @classmethod
+    def unavailable_reason(cls, options: dict[str, Any], random_weights: bool) -> str | None:
+        return checks.unavailable_reason(options, random_weights)
+
+    @classmethod
+    def check_videos(
+        cls, segments: list[tuple[str, float | None, float | None]], options: dict[str, Any], decoder: str
+    ) -> dict[str, Any] | None:
+        return checks.long_video_report(segments, options, decoder)
 
     def config(self) -> dict[str, Any]:
         """Selector configuration recorded with every selection."""

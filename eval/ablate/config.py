@@ -1,0 +1,190 @@
+"""What an ablation is: the grid, the selectors, the answerers, and the settings they expand to."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from sevila_tools.errors import InputError
+
+from ..datasets import get_dataset
+from ..runner import DEFAULT_MODEL
+
+DEFAULT_GRID = "8:1,16:1,16:4,32:4,32:8,64:8"
+MAX_FRAMES = 256
+MAX_KEYFRAMES = 64
+
+
+def _grid_entry(item: Any) -> tuple[int, int]:
+    if isinstance(item, str):
+        parts = item.strip().split(":")
+        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+            raise InputError(f"bad --grid entry {item.strip()!r}: expected FRAMES:KEYFRAMES with positive integers, e.g. 32:4")
+        return int(parts[0]), int(parts[1])
+    try:
+        n, k = (int(x) for x in item)
+    except (TypeError, ValueError):
+        raise InputError(f"bad grid entry {item!r}: expected (frames, keyframes)") from None
+    return n, k
+
+
+def parse_grid(grid: str | Iterable[Any]) -> list[tuple[int, int]]:
+    """``"8:1,16:4"`` (or pairs) -> ``[(8, 1), (16, 4)]``; duplicates dropped; one-line errors."""
+    items = [p.strip() for p in grid.split(",")] if isinstance(grid, str) else list(grid)
+    if not items or all(isinstance(p, str) and not p for p in items):
+        raise InputError("empty --grid; expected FRAMES:KEYFRAMES[,...], e.g. 32:4,16:4")
+    out: list[tuple[int, int]] = []
+    for item in items:
+        n, k = _grid_entry(item)
+        if n < 1 or k < 1:
+            raise InputError(f"bad --grid entry {n}:{k}: frames and keyframes must be >= 1")
+        if n > MAX_FRAMES or k > MAX_KEYFRAMES:
+            raise InputError(f"bad --grid entry {n}:{k}: at most {MAX_FRAMES} frames and {MAX_KEYFRAMES} keyframes")
+        if k > n:
+            raise InputError(f"bad --grid entry {n}:{k}: keyframes ({k}) exceed frames ({n})")
+        if (n, k) not in out:
+            out.append((n, k))
+    return out
+
+
+def parse_names(value: str | Iterable[str] | None) -> list[str] | None:
+    """``"a,b"`` / ``["a", "b,c"]`` -> ``["a", "b", "c"]`` (stripped, duplicates dropped); ``None`` stays."""
+    if value is None:
+        return None
+    parts = value.split(",") if isinstance(value, str) else [p for v in value for p in str(v).split(",")]
+    return list(dict.fromkeys(p.strip() for p in parts if p.strip()))
+
+
+class AblationConfig(BaseModel):
+    """Everything that defines one ablation (recorded in ``results.json``).
+
+    ``selectors=None``: every registered selector that can run (``docs/eval.md``). ``selector_options`` is the
+    flat option dict; each selector takes the keys it declares (``long_video`` defaults to ``sliding`` here)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: str
+    annotations: Path
+    out: Path
+    videos: Path | None = None
+    video_map: Path | None = None
+    video_ext: str = ".mp4"
+    selectors: list[str] | None = None
+    selector_options: dict[str, Any] = Field(default_factory=lambda: {"long_video": "sliding"})
+    grid: list[tuple[int, int]] = Field(default_factory=lambda: parse_grid(DEFAULT_GRID))
+    answerers: list[str] = Field(default_factory=lambda: ["concat"])
+    decoding: Literal["faithful", "teacher_forced"] = "faithful"
+    limit: int | None = Field(default=None, ge=1)
+    resume: bool = False
+    overwrite: bool = False
+    retry_errors: bool = False
+    skip_missing: bool = False
+    model: str = DEFAULT_MODEL
+    checkpoint: str = "auto"
+    device: str = "auto"
+    decoder: str = "auto"
+    trust_checkpoint: bool = False
+    batch_size: int = Field(default=8, ge=1, le=1024)
+    cache: bool = True
+    cache_dir: Path | None = None
+    prefetch: int = Field(default=2, ge=0, le=64)
+    decode_workers: int = Field(default=0, ge=0, le=64)
+    seed: int = 0
+
+    @field_validator("grid", mode="before")
+    @classmethod
+    def _grid(cls, value: Any) -> Any:
+        return parse_grid(value)
+
+    @field_validator("selectors", mode="before")
+    @classmethod
+    def _selectors(cls, value: Any) -> Any:
+        names = parse_names(value)
+        if names is not None and not names:
+            raise ValueError("no selector given")
+        return names
+
+    @field_validator("answerers", mode="before")
+    @classmethod
+    def _answerers(cls, value: Any) -> Any:
+        from sevila_tools.answering import get_answerer
+
+        names = parse_names(value)
+        if not names:
+            raise ValueError("no answerer given (concat, voting)")
+        for name in names:
+            get_answerer(name)
+        return names
+
+    @model_validator(mode="after")
+    def _check(self) -> AblationConfig:
+        spec = get_dataset(self.dataset)
+        self.dataset = spec.name
+        if spec.task != "multiple_choice":
+            raise ValueError(f"ablate compares keyframe selectors on multiple-choice datasets, not {spec.name}")
+        if self.resume and self.overwrite:
+            raise ValueError("--resume and --overwrite exclude each other")
+        return self
+
+    def flat_options(self) -> dict[str, Any]:
+        """The options every selector may pick from (the run seed and checkpoint trust included)."""
+        return {"seed": self.seed, "trust_checkpoint": self.trust_checkpoint, **self.selector_options}
+
+
+@dataclass
+class Setting:
+    """One (selector, frames, keyframes, answerer) combination."""
+
+    selector: str
+    frames: int
+    keyframes: int
+    answerer: str
+    grid_entries: list[str] = field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        """File-name-safe id, e.g. ``clip_16to4_concat``."""
+        return f"{self.selector}_{self.frames}to{self.keyframes}_{self.answerer}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.selector} {self.frames}→{self.keyframes} {self.answerer}"
+
+
+def plan_settings(selectors: Sequence[str], grid: Sequence[tuple[int, int]], answerers: Sequence[str]) -> list[Setting]:
+    """Rows in table order: selector, grid entry, answerer. A selector that decodes its own number of frames
+    (``num_candidates``, e.g. uniform's n = k) collapses grid entries with the same result into one setting."""
+    from sevila_tools.selectors import get_selector_class
+
+    out: dict[tuple, Setting] = {}
+    for sel in selectors:
+        cls = get_selector_class(sel)
+        for n, k in grid:
+            for ans in answerers:
+                key = (sel, cls.num_candidates(n, k), k, ans)
+                if key not in out:
+                    out[key] = Setting(*key)
+                out[key].grid_entries.append(f"{n}:{k}")
+    return list(out.values())
+
+
+def default_selectors(
+    has_gold: bool, options: dict[str, Any] | None = None, random_weights: bool = False
+) -> tuple[list[str], dict[str, str]]:
+    """Every registered selector by ``rank``, except those that cannot run here; returns (names, skipped)."""
+    from sevila_tools.selectors import REGISTRY
+
+    skipped: dict[str, str] = {}
+    names = []
+    for cls in sorted(REGISTRY.values(), key=lambda c: (c.rank, c.name)):
+        why = "needs gold answers (the annotations have none)" if cls.needs_gold and not has_gold else None
+        why = why or cls.unavailable_reason(dict(options or {}), random_weights)
+        if why:
+            skipped[cls.name] = why
+        else:
+            names.append(cls.name)
+    return names, skipped
