@@ -1,18 +1,15 @@
 """Training commands: ``pseudo-label``, ``refine``, ``finetune``, ``pretrain-localizer``, ``self-refine``.
 
-Thin wrappers over :mod:`sevila_tools.training`. Every command reads annotations with
-:func:`sevila_tools.eval.datasets.load_annotations`, loads the model once, and writes into ``--out DIR``:
-``checkpoint.pth`` (resumable; accepted by ``--checkpoint`` of every command, including ``sevila localize`` and
-``sevila eval``), ``metrics.jsonl`` (one line per iteration: step, epoch, loss, lr), ``run.json`` (settings,
-weight sources, versions) and ``summary.json``.
-
-Multi-GPU / multi-node: ``accelerate launch --multi_gpu --num_processes N -m sevila_tools.cli.app refine ...``
-(DDP; ``--batch-size`` is per process). On CPU add ``--device cpu`` (gloo); note that accelerate 1.x's own
-``--cpu`` flag starts a single process unless MPI is configured.
+Options are declared once: the run/data/model options below, and one flag per field of
+:class:`sevila_tools.training.TrainConfig` (defaults come from the recipe ``<task>-<dataset>``; ``KEY=VALUE``
+arguments and ``--set KEY=VALUE`` override any field). See ``docs/training.md``.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
+import typing
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,7 +19,6 @@ from rich.table import Table
 from sevila_tools.cli.common import (
     DEFAULT_MODEL,
     CheckpointOpt,
-    DecoderOpt,
     DeviceOpt,
     JsonOpt,
     ModelOpt,
@@ -34,174 +30,257 @@ from sevila_tools.cli.common import (
     print_json,
 )
 from sevila_tools.errors import InputError
-from sevila_tools.training import CHECKPOINT_NAME
 
-# ------------------------------------------------------------------------------------------------- options
-AnnotationsOpt = Annotated[
-    Path, typer.Option("--annotations", "-a", help="Annotation file (official release or SeViLA JSON).")
-]
-VideosOpt = Annotated[Path | None, typer.Option("--videos", help="Folder holding the videos.")]
-VideoMapOpt = Annotated[
-    Path | None, typer.Option("--video-map", help="JSON {video id: relative path} (NExT-QA).")
-]
-VideoExtOpt = Annotated[str, typer.Option("--video-ext", help="Extension appended to video ids.")]
-DatasetOpt = Annotated[
-    str, typer.Option("--dataset", "-d", help="nextqa, star, how2qa, tvqa, vlep, qvhighlights.")
-]
-OutOpt = Annotated[Path, typer.Option("--out", "-O", help="Output folder of the run.")]
-EpochsOpt = Annotated[
-    int | None, typer.Option("--epochs", min=1, help="Epochs (default: the stage's recipe).")
-]
-BatchOpt = Annotated[
-    int | None, typer.Option("--batch-size", min=1, help="Questions per iteration and process.")
-]
-AccumOpt = Annotated[
-    int | None, typer.Option("--accum-steps", min=1, help="Iterations per optimizer step (loss not divided).")
-]
-LrOpt = Annotated[float | None, typer.Option("--lr", min=0.0, help="Peak learning rate (default 3e-5).")]
-MinLrOpt = Annotated[float | None, typer.Option("--min-lr", min=0.0, help="Cosine floor (default 0).")]
-WarmupLrOpt = Annotated[
-    float | None, typer.Option("--warmup-lr", min=0.0, help="Warm-up start lr (default 1e-8).")
-]
-WarmupOpt = Annotated[int | None, typer.Option("--warmup-steps", min=0, help="Warm-up iterations (epoch 0).")]
-WdOpt = Annotated[
-    float | None, typer.Option("--weight-decay", min=0.0, help="AdamW weight decay (default 0.05).")
-]
-Beta2Opt = Annotated[float | None, typer.Option("--beta2", min=0.0, max=1.0, help="AdamW beta2 (0.999).")]
-FramesOpt = Annotated[
-    int | None, typer.Option("--frames", "-n", min=1, max=256, help="Random frames per question.")
-]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of data order, frame sampling and dropout.")]
-LimitOpt = Annotated[int | None, typer.Option("--limit", min=1, help="Use only the first N questions.")]
-ResumeOpt = Annotated[
-    bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")
-]
-MaxStepsOpt = Annotated[
-    int | None, typer.Option("--max-steps", min=1, help="Stop (with a checkpoint) after N optimizer steps.")
-]
-SaveEveryOpt = Annotated[
-    int, typer.Option("--save-every", min=0, help="Also checkpoint every N optimizer steps.")
-]
-AugmentOpt = Annotated[
-    bool, typer.Option("--augment/--no-augment", help="Official RandomResizedCrop(0.5-1) on training frames.")
-]
-AmpOpt = Annotated[bool, typer.Option("--amp/--no-amp", help="bf16 autocast of the trained branch on CUDA.")]
-DropoutOpt = Annotated[
-    bool, typer.Option("--dropout/--no-dropout", help="Train mode (dropout) for branch and T5.")
-]
-WorkersOpt = Annotated[int, typer.Option("--workers", min=0, help="DataLoader processes decoding videos.")]
-TrainedOnlyOpt = Annotated[
-    bool,
-    typer.Option(
-        "--trained-only",
-        help="Checkpoint only the trained branch (smaller; loading then takes the other branch from the base).",
+_KW = inspect.Parameter.KEYWORD_ONLY
+
+# ---------------------------------------------------------------------------------------- shared options
+COMMON: dict[str, tuple[Any, Any]] = {
+    "dataset": (
+        Annotated[
+            str, typer.Option("--dataset", "-d", help="nextqa, star, how2qa, tvqa, vlep, qvhighlights.")
+        ],
+        ...,
     ),
-]
-SkipMissingOpt = Annotated[
-    bool, typer.Option("--skip-missing", help="Drop questions whose video is missing.")
-]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
-InitOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--init",
-        help="Localizer start: 'checkpoint' (the loaded, e.g. QVHighlights-pretrained localizer) or "
-        "'answerer-copy' (the BLIP-2 answerer Q-Former copy, what the official refinement script does).",
+    "annotations": (
+        Annotated[Path, typer.Option("--annotations", "-a", help="Training annotation file.")],
+        ...,
     ),
-]
+    "out": (
+        Annotated[Path, typer.Option("--out", "-O", help="Run folder (checkpoints, summary.json, logs).")],
+        ...,
+    ),
+    "videos": (Annotated[Path | None, typer.Option("--videos", help="Folder holding the videos.")], None),
+    "video_map": (
+        Annotated[Path | None, typer.Option("--video-map", help="JSON {video id: path} (NExT-QA).")],
+        None,
+    ),
+    "video_ext": (
+        Annotated[str, typer.Option("--video-ext", help="Extension appended to video ids.")],
+        ".mp4",
+    ),
+    "val_annotations": (
+        Annotated[
+            Path | None, typer.Option("--val-annotations", help="Validation split: evaluated every epoch.")
+        ],
+        None,
+    ),
+    "recipe": (Annotated[str | None, typer.Option("--recipe", help="Recipe name or YAML file.")], None),
+    "sets": (
+        Annotated[list[str] | None, typer.Option("--set", help="KEY=VALUE override (repeatable).")],
+        None,
+    ),
+    "overrides": (
+        Annotated[list[str] | None, typer.Argument(help="KEY=VALUE overrides, e.g. lr=3e-5.")],
+        None,
+    ),
+    "limit": (
+        Annotated[int | None, typer.Option("--limit", min=1, help="Use only the first N questions.")],
+        None,
+    ),
+    "skip_missing": (
+        Annotated[
+            bool, typer.Option("--skip-missing", help="Skip questions whose video is missing or broken.")
+        ],
+        False,
+    ),
+    "resume": (Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")], False),
+    "max_steps": (
+        Annotated[
+            int | None, typer.Option("--max-steps", min=1, help="Stop after N optimizer steps (resumable).")
+        ],
+        None,
+    ),
+    "workers": (
+        Annotated[int, typer.Option("--workers", min=0, help="DataLoader processes decoding videos.")],
+        0,
+    ),
+    "model": (ModelOpt, DEFAULT_MODEL),
+    "checkpoint": (CheckpointOpt, "auto"),
+    "device": (DeviceOpt, "auto"),
+    "trust_checkpoint": (TrustOpt, False),
+    "quiet": (Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no status lines.")], False),
+    "json_output": (JsonOpt, False),
+}
+TRAIN_OPTIONS = [k for k in COMMON if k != "dataset"]
+LABEL_OPTIONS = [k for k in TRAIN_OPTIONS if k not in ("val_annotations", "max_steps", "workers")]
+LABEL_FIELDS = (
+    "epochs",
+    "num_frames",
+    "seed",
+    "augment",
+    "frozen_dropout",
+    "batch_size",
+    "prompts",
+    "decoder",
+)
 
 
-# ------------------------------------------------------------------------------------------------- helpers
+def _field_option(name: str, info: Any) -> tuple[Any, Any]:
+    """A ``--flag`` for a config field (value ``None`` = the recipe's)."""
+    extra = info.json_schema_extra or {}
+    flag = extra.get("flag") or "--" + name.replace("_", "-")
+    base = [a for a in typing.get_args(info.annotation) if a is not type(None)] or [info.annotation]
+    kind = base[0] if base[0] in (int, float, bool) else str
+    decls = (
+        [f"{flag}/--no-{flag[2:]}"]
+        if kind is bool
+        else [flag] + ([extra["short"]] if extra.get("short") else [])
+    )
+    return Annotated[kind | None, typer.Option(*decls, help=info.description, show_default=False)], None
+
+
+def options(*names: str, fields: tuple[str, ...] | None = None, dataset: bool = True) -> Any:
+    """Decorator: add the named shared options and the config-field flags to a command's own parameters."""
+    from sevila_tools.training import hyper_parameters
+
+    def wrap(fn: Any) -> Any:
+        own = inspect.signature(fn).parameters
+        hints = typing.get_type_hints(fn, include_extras=True)
+        params = [
+            p.replace(annotation=hints[p.name], kind=_KW) for p in own.values() if p.kind != p.VAR_KEYWORD
+        ]
+        chosen = [n for n in COMMON if n in names or (dataset and n == "dataset")]
+        params += [inspect.Parameter(n, _KW, annotation=COMMON[n][0], default=COMMON[n][1]) for n in chosen]
+        hp = {k: v for k, v in hyper_parameters().items() if fields is None or k in fields}
+        params += [
+            inspect.Parameter(k, _KW, annotation=a, default=d)
+            for k, (a, d) in ((k, _field_option(k, v)) for k, v in hp.items())
+        ]
+        params.sort(key=lambda p: p.default is not inspect.Parameter.empty and p.default is not ...)
+
+        @functools.wraps(fn)
+        def command(**kw: Any) -> Any:
+            fields_given = {k: kw.pop(k) for k in list(kw) if k in hp}
+            return fn(**kw, hp=fields_given)
+
+        command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in params}
+        return guarded(command)
+
+    return wrap
+
+
+# ------------------------------------------------------------------------------------------------ helpers
 class _Ctx:
-    """Accelerator + runtime + printing policy of one command."""
+    """Accelerator, runtime and printing policy of one command."""
 
-    def __init__(self, model: str, checkpoint: str, device: str, trust: bool, quiet: bool, json_output: bool):
-        from sevila_tools.training import device_string, make_accelerator
+    def __init__(self, kw: dict[str, Any]) -> None:
+        from sevila_tools.training import make_accelerator
 
-        self.acc = make_accelerator(device)
+        self.acc = make_accelerator(kw["device"])
         self.main = self.acc.is_main_process
-        self.quiet = quiet
-        self.json = json_output
+        self.quiet, self.json = kw["quiet"], kw["json_output"]
+        self.kw = kw
+        self.rt: Any = None
+
+    def load(self) -> None:
+        from sevila_tools.training import device_string
+
+        kw = self.kw
+        silent = self.json or self.quiet or not self.main
         self.rt = load_runtime_cli(
-            model, checkpoint, device_string(self.acc.device), trust, quiet=json_output or not self.main
+            kw["model"],
+            kw["checkpoint"],
+            device_string(self.acc.device),
+            kw["trust_checkpoint"],
+            quiet=silent,
         )
 
     def say(self, msg: str) -> None:
-        if self.main:
+        if self.main and not self.quiet:
             err_console.print(msg, highlight=False, soft_wrap=True)
 
-    @property
-    def progress(self) -> bool:
-        return not self.quiet
+
+def _config(task: str, kw: dict[str, Any], hp: dict[str, Any]) -> Any:
+    from sevila_tools.eval.datasets import check_dataset
+    from sevila_tools.training import parse_overrides, resolve_config
+
+    over = {
+        **{k: v for k, v in hp.items() if v is not None},
+        **parse_overrides((kw.get("overrides") or []) + (kw.get("sets") or [])),
+    }
+    return resolve_config(task, check_dataset(kw["dataset"]), kw.get("recipe"), over)
 
 
 def _samples(
     ctx: _Ctx,
-    dataset: str,
-    annotations: Path,
-    videos: Path | None,
-    video_map: Path | None,
-    video_ext: str,
-    stage: str,
+    path: Path,
+    needs_answer: bool,
     limit: int | None,
-    skip_missing: bool,
-) -> list[Any]:
-    from sevila_tools.eval.datasets import check_dataset, load_annotations, preflight
-    from sevila_tools.training import usable_samples
+    dataset: str | None = None,
+    videos: Path | None = None,
+) -> tuple[list[Any], Any]:
+    """Annotations -> usable questions, pre-flight (missing and, with --skip-missing, undecodable videos)."""
+    from sevila_tools.eval.datasets import load_annotations, preflight
+    from sevila_tools.training import DataReport, usable_samples
 
-    check_dataset(dataset)
+    kw = ctx.kw
     samples = load_annotations(
-        dataset, annotations, videos_root=videos, video_map=video_map, video_ext=video_ext
+        dataset or kw["dataset"],
+        path,
+        videos_root=videos or kw["videos"],
+        video_map=kw["video_map"],
+        video_ext=kw["video_ext"],
     )
-    usable, dropped = usable_samples(samples, stage, limit)
+    usable, dropped = usable_samples(samples, needs_answer, limit)
+    report = DataReport(no_answer=dropped)
     if dropped:
-        ctx.say(f"{dropped} of {len(samples)} questions have no gold answer or 2-5 options and are skipped")
-    report = preflight(usable)
-    if report.missing:
-        if not skip_missing:
-            raise InputError(f"{report.summary()}; pass --skip-missing to train without them")
-        ctx.say(f"skipping questions whose video is missing: {report.summary()}")
-        usable = report.ok
+        ctx.say(f"{dropped} of {len(samples)} questions have no gold answer or 2-5 options and are left out")
+    check = preflight(usable, check_readable=kw["skip_missing"])
+    report.missing_videos, report.unreadable_videos = list(check.missing), list(check.unreadable)
+    if check.missing or check.unreadable:
+        if not kw["skip_missing"]:
+            raise InputError(f"{check.summary()}; pass --skip-missing to go on without them")
+        ctx.say(f"skipping questions whose video is missing or unreadable: {check.summary()}")
+        usable = list(check.ok)
     if not usable:
-        raise InputError(f"no usable questions in {annotations}")
-    ctx.say(f"{len(usable)} questions from {annotations}")
-    return usable
+        raise InputError(f"no usable questions in {path}")
+    report.questions = len(usable)
+    ctx.say(f"{len(usable)} questions from {path}")
+    return usable, report
 
 
 def _check_out(out: Path, resume: bool, marker: str) -> None:
-    """Refuse (before loading anything) to start a new run over an existing one."""
+    """Refuse (before any model loads) to start a new run over an existing one."""
     if not resume and (out / marker).exists():
-        raise InputError(f"{out} already holds a training run ({marker}); pass --resume or use another --out")
+        raise InputError(f"{out} already holds a run ({marker}); pass --resume or use another --out")
 
 
-def _data_hparams(dataset: str, annotations: Path, videos: Path | None, limit: int | None) -> dict[str, Any]:
-    return {
-        "annotations": str(annotations.resolve()),
-        "videos": str(videos.resolve()) if videos else None,
-        "data_dataset": dataset,
-        "limit": limit,
+def _run_kw(ctx: _Ctx, command: str) -> dict[str, Any]:
+    kw = ctx.kw
+    extra = {
+        "annotations": str(kw["annotations"].resolve()),
+        "videos": str(kw["videos"].resolve()) if kw["videos"] else None,
+        "limit": kw["limit"],
     }
+    return dict(
+        resume=kw["resume"],
+        max_steps=kw.get("max_steps"),
+        accelerator=ctx.acc,
+        workers=kw.get("workers", 0),
+        progress=not ctx.quiet,
+        say=ctx.say,
+        extra_hparams=extra,
+        skip_bad_videos=kw["skip_missing"],
+        command=command,
+    )
 
 
-def _print_result(ctx: _Ctx, result: Any) -> None:
+def _print_result(ctx: _Ctx, data: dict[str, Any]) -> None:
     if not ctx.main:
         return
-    data = result if isinstance(result, dict) else result.to_dict()
     if ctx.json:
         print_json(data)
         return
-    table = Table(title=f"sevila {data['stage']}", show_header=False)
-    for key in (
-        "checkpoint",
-        "complete",
-        "epochs_completed",
-        "steps",
-        "iterations",
-        "first_loss",
-        "last_loss",
-    ):
+    table = Table(title=f"sevila {data['task']}: {data['out_dir']}", show_header=False)
+    for key in ("checkpoint", "weights", "complete", "epochs_completed", "steps", "first_loss", "last_loss"):
         table.add_row(key, str(data[key]))
     table.add_row("epoch losses", ", ".join(f"{x:.4f}" for x in data["epoch_losses"]))
+    if data["best"]:
+        table.add_row(
+            "best", f"epoch {data['best']['epoch'] + 1}: {data['best']['metric']} {data['best']['value']:.2f}"
+        )
+    table.add_row("deviations", ", ".join(d["option"] for d in data["deviations"]) or "none")
     console.print(table)
     if not data["complete"]:
         console.print(
@@ -209,62 +288,69 @@ def _print_result(ctx: _Ctx, result: Any) -> None:
         )
 
 
-def _config(stage: str, **kw: Any) -> Any:
-    from sevila_tools.training import TrainConfig
-
-    return TrainConfig.for_stage(stage, **kw)
-
-
-# ------------------------------------------------------------------------------------------------- commands
-@guarded
-def pseudo_label_cmd(
-    annotations: AnnotationsOpt,
-    out: OutOpt,
-    videos: VideosOpt = None,
-    video_map: VideoMapOpt = None,
-    video_ext: VideoExtOpt = ".mp4",
-    dataset: DatasetOpt = "nextqa",
-    frames: Annotated[
-        int, typer.Option("--frames", "-n", min=1, max=256, help="Random frames per question.")
-    ] = 4,
-    epochs: Annotated[
-        int,
-        typer.Option("--epochs", min=1, help="Label sets per question, one per refine epoch (same seed)."),
-    ] = 1,
-    seed: SeedOpt = 42,
-    limit: LimitOpt = None,
-    augment: AugmentOpt = False,
-    model: ModelOpt = DEFAULT_MODEL,
-    checkpoint: CheckpointOpt = "auto",
-    device: DeviceOpt = "auto",
-    decoder: DecoderOpt = "auto",
-    trust_checkpoint: TrustOpt = False,
-    skip_missing: SkipMissingOpt = False,
-    quiet: QuietOpt = False,
-    json_output: JsonOpt = False,
+def _train(
+    task: str, command: str, kw: dict[str, Any], hp: dict[str, Any], labels: Path | None = None
 ) -> None:
-    """Reverse chain: label random frames yes/no by whether the frozen Answerer, reading that frame alone,
-    picks the gold option. Writes OUT/pseudo_labels.jsonl and OUT/pseudo_labels_summary.json."""
+    from sevila_tools.training import CHECKPOINT_NAME, get_task, train_stage
+
+    cfg = _config(task, kw, hp)
+    _check_out(kw["out"], kw["resume"], CHECKPOINT_NAME)
+    ctx = _Ctx(kw)
+    needs_answer = get_task(task).needs_answer
+    samples, report = _samples(ctx, kw["annotations"], needs_answer, kw["limit"])
+    val = _samples(ctx, kw["val_annotations"], needs_answer, None)[0] if kw["val_annotations"] else []
+    if not val and cfg.validate_every_epoch:
+        ctx.say(
+            "note: no --val-annotations: no validation and no best checkpoint (the official run validates every epoch)"
+        )
+    ctx.load()
+    result = train_stage(
+        ctx.rt,
+        samples,
+        cfg,
+        kw["out"],
+        labels=labels,
+        val_samples=val,
+        data_report=report,
+        **_run_kw(ctx, command),
+    )
+    _print_result(ctx, result.to_dict())
+
+
+# ----------------------------------------------------------------------------------------------- commands
+@options(*LABEL_OPTIONS, fields=LABEL_FIELDS)
+def pseudo_label_cmd(
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace the labels already in --out.")
+    ] = False,
+    **kw: Any,
+) -> None:
+    """Reverse chain: label the random frames of every question yes/no by whether the frozen Answerer, reading
+    that frame alone, picks the gold option; one label set per refinement epoch (--epochs). Writes
+    OUT/pseudo_labels.jsonl, pseudo_labels_summary.json and summary.json."""
     from sevila_tools.training import pseudo_label
 
-    ctx = _Ctx(model, checkpoint, device, trust_checkpoint, quiet, json_output)
-    samples = _samples(ctx, dataset, annotations, videos, video_map, video_ext, "refine", limit, skip_missing)
+    hp = kw.pop("hp")
+    cfg = _config("refine", kw, hp)
+    ctx = _Ctx(kw)
+    samples, _ = _samples(ctx, kw["annotations"], True, kw["limit"])
+    ctx.load()
     summary = pseudo_label(
         ctx.rt,
         samples,
-        out,
-        dataset=dataset,
-        num_frames=frames,
-        seed=seed,
-        epochs=epochs,
-        decoder=decoder,
-        augment=augment,
+        kw["out"],
+        cfg,
         accelerator=ctx.acc,
-        progress=ctx.progress,
+        progress_bar=not ctx.quiet,
+        overwrite=overwrite,
+        resume=kw["resume"],
+        skip_bad_videos=kw["skip_missing"],
+        say=ctx.say,
+        command="pseudo-label",
     )
     if not ctx.main:
         return
-    if json_output:
+    if ctx.json:
         print_json(summary)
         return
     table = Table(title=f"pseudo-labels: {summary['file']}")
@@ -277,436 +363,116 @@ def pseudo_label_cmd(
     console.print(f"{summary['records_without_positive']} label sets have no positive frame")
 
 
-def _train_command(
-    stage: str,
-    *,
-    annotations: Path,
-    out: Path,
-    videos: Path | None,
-    video_map: Path | None,
-    video_ext: str,
-    dataset: str,
-    model: str,
-    checkpoint: str,
-    device: str,
-    decoder: str,
-    trust_checkpoint: bool,
-    resume: bool,
-    max_steps: int | None,
-    limit: int | None,
-    skip_missing: bool,
-    workers: int,
-    quiet: bool,
-    json_output: bool,
-    labels: Path | None = None,
-    **hp: Any,
-) -> None:
-    from sevila_tools.training import train_stage
-
-    cfg = _config(stage, dataset=dataset, decoder=decoder, **hp)
-    _check_out(out, resume, CHECKPOINT_NAME)
-    ctx = _Ctx(model, checkpoint, device, trust_checkpoint, quiet, json_output)
-    samples = _samples(ctx, dataset, annotations, videos, video_map, video_ext, stage, limit, skip_missing)
-    result = train_stage(
-        ctx.rt,
-        samples,
-        cfg,
-        out,
-        labels=labels,
-        resume=resume,
-        max_steps=max_steps,
-        accelerator=ctx.acc,
-        workers=workers,
-        progress=ctx.progress,
-        say=ctx.say,
-        extra_hparams=_data_hparams(dataset, annotations, videos, limit),
-    )
-    _print_result(ctx, result)
-
-
-@guarded
+@options(*TRAIN_OPTIONS)
 def refine_cmd(
-    annotations: AnnotationsOpt,
-    out: OutOpt,
     labels: Annotated[
-        Path | None,
-        typer.Option("--labels", help="Pseudo-label JSONL from `sevila pseudo-label` (default: on the fly)."),
+        Path | None, typer.Option("--labels", help="Labels from `sevila pseudo-label` (default: on the fly).")
     ] = None,
-    init: InitOpt = None,
-    videos: VideosOpt = None,
-    video_map: VideoMapOpt = None,
-    video_ext: VideoExtOpt = ".mp4",
-    dataset: DatasetOpt = "nextqa",
-    epochs: EpochsOpt = None,
-    batch_size: BatchOpt = None,
-    accum_steps: AccumOpt = None,
-    lr: LrOpt = None,
-    min_lr: MinLrOpt = None,
-    warmup_lr: WarmupLrOpt = None,
-    warmup_steps: WarmupOpt = None,
-    weight_decay: WdOpt = None,
-    beta2: Beta2Opt = None,
-    frames: FramesOpt = None,
-    seed: SeedOpt = 42,
-    limit: LimitOpt = None,
-    augment: AugmentOpt = False,
-    amp: AmpOpt = True,
-    dropout: DropoutOpt = True,
-    model: ModelOpt = DEFAULT_MODEL,
-    checkpoint: CheckpointOpt = "auto",
-    device: DeviceOpt = "auto",
-    decoder: DecoderOpt = "auto",
-    trust_checkpoint: TrustOpt = False,
-    resume: ResumeOpt = False,
-    max_steps: MaxStepsOpt = None,
-    save_every: SaveEveryOpt = 0,
-    trained_only: TrainedOnlyOpt = False,
-    workers: WorkersOpt = 0,
-    skip_missing: SkipMissingOpt = False,
-    quiet: QuietOpt = False,
-    json_output: JsonOpt = False,
+    **kw: Any,
 ) -> None:
-    """Reverse chain: train the Localizer on the frozen Answerer's per-frame pseudo-labels (T5 loss on yes/no).
-
-    Recipe: 10 epochs, batch 16, 4 random frames, lr 3e-5, 500 warm-up steps. --init checkpoint (default)
-    starts from the loaded Localizer (e.g. the QVHighlights-pretrained one of sevila_pretrained.pth);
-    --init answerer-copy starts from the BLIP-2 answerer Q-Former, which is what the official script
-    effectively does."""
-    _train_command(
-        "refine",
-        annotations=annotations,
-        out=out,
-        videos=videos,
-        video_map=video_map,
-        video_ext=video_ext,
-        dataset=dataset,
-        model=model,
-        checkpoint=checkpoint,
-        device=device,
-        decoder=decoder,
-        trust_checkpoint=trust_checkpoint,
-        resume=resume,
-        max_steps=max_steps,
-        limit=limit,
-        skip_missing=skip_missing,
-        workers=workers,
-        quiet=quiet,
-        json_output=json_output,
-        labels=labels,
-        init=init,
-        epochs=epochs,
-        batch_size=batch_size,
-        accum_steps=accum_steps,
-        lr=lr,
-        min_lr=min_lr,
-        warmup_lr=warmup_lr,
-        warmup_steps=warmup_steps,
-        weight_decay=weight_decay,
-        beta2=beta2,
-        num_frames=frames,
-        seed=seed,
-        augment=augment,
-        amp=amp,
-        dropout=dropout,
-        save_every=save_every,
-        trained_only=trained_only,
-    )
+    """Reverse chain: train the Localizer on the frozen Answerer's per-frame pseudo-labels (recipe refine-DATASET)."""
+    _train("refine", "refine", kw, kw.pop("hp"), labels)
 
 
-@guarded
-def finetune_cmd(
-    annotations: AnnotationsOpt,
-    out: OutOpt,
-    keyframes: Annotated[
-        int | None, typer.Option("--keyframes", "-k", min=1, help="Keyframes (default 4).")
-    ] = None,
-    videos: VideosOpt = None,
-    video_map: VideoMapOpt = None,
-    video_ext: VideoExtOpt = ".mp4",
-    dataset: DatasetOpt = "nextqa",
-    epochs: EpochsOpt = None,
-    batch_size: BatchOpt = None,
-    accum_steps: AccumOpt = None,
-    lr: LrOpt = None,
-    min_lr: MinLrOpt = None,
-    warmup_lr: WarmupLrOpt = None,
-    warmup_steps: WarmupOpt = None,
-    weight_decay: WdOpt = None,
-    beta2: Beta2Opt = None,
-    frames: FramesOpt = None,
-    seed: SeedOpt = 42,
-    limit: LimitOpt = None,
-    augment: AugmentOpt = False,
-    amp: AmpOpt = True,
-    dropout: DropoutOpt = True,
-    model: ModelOpt = DEFAULT_MODEL,
-    checkpoint: CheckpointOpt = "auto",
-    device: DeviceOpt = "auto",
-    decoder: DecoderOpt = "auto",
-    trust_checkpoint: TrustOpt = False,
-    resume: ResumeOpt = False,
-    max_steps: MaxStepsOpt = None,
-    save_every: SaveEveryOpt = 0,
-    trained_only: TrainedOnlyOpt = False,
-    workers: WorkersOpt = 0,
-    skip_missing: SkipMissingOpt = False,
-    quiet: QuietOpt = False,
-    json_output: JsonOpt = False,
-) -> None:
-    """Forward chain: fine-tune the Answerer on the frozen Localizer's keyframes (top-k of 32 random frames,
-    temporal order; target "Option X"). Recipe: 10 epochs, batch 8, 2 accumulation steps, lr 3e-5,
-    1000 warm-up steps."""
-    _train_command(
-        "finetune",
-        annotations=annotations,
-        out=out,
-        videos=videos,
-        video_map=video_map,
-        video_ext=video_ext,
-        dataset=dataset,
-        model=model,
-        checkpoint=checkpoint,
-        device=device,
-        decoder=decoder,
-        trust_checkpoint=trust_checkpoint,
-        resume=resume,
-        max_steps=max_steps,
-        limit=limit,
-        skip_missing=skip_missing,
-        workers=workers,
-        quiet=quiet,
-        json_output=json_output,
-        num_keyframes=keyframes,
-        epochs=epochs,
-        batch_size=batch_size,
-        accum_steps=accum_steps,
-        lr=lr,
-        min_lr=min_lr,
-        warmup_lr=warmup_lr,
-        warmup_steps=warmup_steps,
-        weight_decay=weight_decay,
-        beta2=beta2,
-        num_frames=frames,
-        seed=seed,
-        augment=augment,
-        amp=amp,
-        dropout=dropout,
-        save_every=save_every,
-        trained_only=trained_only,
-    )
+@options(*TRAIN_OPTIONS)
+def finetune_cmd(**kw: Any) -> None:
+    """Forward chain: fine-tune the Answerer on the frozen Localizer's keyframes (recipe finetune-DATASET)."""
+    _train("finetune", "finetune", kw, kw.pop("hp"))
 
 
-@guarded
-def pretrain_cmd(
-    annotations: AnnotationsOpt,
-    out: OutOpt,
-    init: InitOpt = None,
-    videos: VideosOpt = None,
-    video_map: VideoMapOpt = None,
-    video_ext: VideoExtOpt = ".mp4",
-    dataset: DatasetOpt = "qvhighlights",
-    epochs: EpochsOpt = None,
-    batch_size: BatchOpt = None,
-    accum_steps: AccumOpt = None,
-    lr: LrOpt = None,
-    min_lr: MinLrOpt = None,
-    warmup_lr: WarmupLrOpt = None,
-    warmup_steps: WarmupOpt = None,
-    weight_decay: WdOpt = None,
-    beta2: Beta2Opt = None,
-    frames: FramesOpt = None,
-    seed: SeedOpt = 42,
-    limit: LimitOpt = None,
-    augment: AugmentOpt = False,
-    amp: AmpOpt = True,
-    dropout: DropoutOpt = True,
-    model: ModelOpt = DEFAULT_MODEL,
-    checkpoint: CheckpointOpt = "auto",
-    device: DeviceOpt = "auto",
-    decoder: DecoderOpt = "auto",
-    trust_checkpoint: TrustOpt = False,
-    resume: ResumeOpt = False,
-    max_steps: MaxStepsOpt = None,
-    save_every: SaveEveryOpt = 0,
-    trained_only: TrainedOnlyOpt = False,
-    workers: WorkersOpt = 0,
-    skip_missing: SkipMissingOpt = False,
-    quiet: QuietOpt = False,
-    json_output: JsonOpt = False,
-) -> None:
-    """Localizer pre-training on QVHighlights (highlight_*_release.jsonl): a frame is 'yes' iff its time
-    idx/fps lies inside any relevant window (inclusive). Recipe: 80 epochs, batch 16, 4 random frames, lr 3e-5,
-    1000 warm-up steps; --init answerer-copy (default) starts from the BLIP-2 Q-Former copy."""
-    _train_command(
-        "pretrain",
-        annotations=annotations,
-        out=out,
-        videos=videos,
-        video_map=video_map,
-        video_ext=video_ext,
-        dataset=dataset,
-        model=model,
-        checkpoint=checkpoint,
-        device=device,
-        decoder=decoder,
-        trust_checkpoint=trust_checkpoint,
-        resume=resume,
-        max_steps=max_steps,
-        limit=limit,
-        skip_missing=skip_missing,
-        workers=workers,
-        quiet=quiet,
-        json_output=json_output,
-        init=init,
-        epochs=epochs,
-        batch_size=batch_size,
-        accum_steps=accum_steps,
-        lr=lr,
-        min_lr=min_lr,
-        warmup_lr=warmup_lr,
-        warmup_steps=warmup_steps,
-        weight_decay=weight_decay,
-        beta2=beta2,
-        num_frames=frames,
-        seed=seed,
-        augment=augment,
-        amp=amp,
-        dropout=dropout,
-        save_every=save_every,
-        trained_only=trained_only,
-    )
+@options(*TRAIN_OPTIONS)
+def pretrain_cmd(**kw: Any) -> None:
+    """Localizer pre-training on span annotations (QVHighlights): a frame is 'yes' iff its time lies in a
+    relevant window (recipe pretrain-qvhighlights)."""
+    _train("pretrain", "pretrain-localizer", kw, kw.pop("hp"))
 
 
-@guarded
+@options(*TRAIN_OPTIONS)
 def self_refine_cmd(
-    annotations: AnnotationsOpt,
-    out: OutOpt,
     iterations: Annotated[
         int, typer.Option("--iterations", "-i", min=1, help="Self-refinement iterations.")
     ] = 1,
-    init: InitOpt = None,
-    videos: VideosOpt = None,
-    video_map: VideoMapOpt = None,
-    video_ext: VideoExtOpt = ".mp4",
-    dataset: DatasetOpt = "nextqa",
-    epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="Epochs of both stages.")] = None,
-    refine_epochs: Annotated[
-        int | None, typer.Option("--refine-epochs", min=1, help="Refine epochs (10).")
-    ] = None,
-    finetune_epochs: Annotated[
-        int | None, typer.Option("--finetune-epochs", min=1, help="Fine-tune epochs (10).")
-    ] = None,
-    refine_frames: Annotated[
-        int | None, typer.Option("--refine-frames", min=1, help="Refine frames (4).")
-    ] = None,
-    finetune_frames: Annotated[
-        int | None, typer.Option("--finetune-frames", min=1, help="Fine-tune candidate frames (32).")
-    ] = None,
-    keyframes: Annotated[
-        int | None, typer.Option("--keyframes", "-k", min=1, help="Keyframes (default 4).")
-    ] = None,
-    batch_size: BatchOpt = None,
-    accum_steps: AccumOpt = None,
-    lr: LrOpt = None,
-    min_lr: MinLrOpt = None,
-    warmup_lr: WarmupLrOpt = None,
-    warmup_steps: WarmupOpt = None,
-    weight_decay: WdOpt = None,
-    beta2: Beta2Opt = None,
-    seed: SeedOpt = 42,
-    limit: LimitOpt = None,
-    val_annotations: Annotated[
+    pretrain_annotations: Annotated[
         Path | None,
-        typer.Option("--val-annotations", help="Report forward-chain accuracy on these per iteration."),
+        typer.Option("--pretrain-annotations", help="QVHighlights file: pre-train the Localizer first."),
     ] = None,
-    augment: AugmentOpt = False,
-    amp: AmpOpt = True,
-    dropout: DropoutOpt = True,
-    model: ModelOpt = DEFAULT_MODEL,
-    checkpoint: CheckpointOpt = "auto",
-    device: DeviceOpt = "auto",
-    decoder: DecoderOpt = "auto",
-    trust_checkpoint: TrustOpt = False,
-    resume: ResumeOpt = False,
-    max_steps: MaxStepsOpt = None,
-    save_every: SaveEveryOpt = 0,
-    trained_only: TrainedOnlyOpt = False,
-    workers: WorkersOpt = 0,
-    skip_missing: SkipMissingOpt = False,
-    quiet: QuietOpt = False,
-    json_output: JsonOpt = False,
+    pretrain_videos: Annotated[
+        Path | None, typer.Option("--pretrain-videos", help="Videos of the pre-training set.")
+    ] = None,
+    pretrain_dataset: Annotated[
+        str, typer.Option("--pretrain-dataset", help="Dataset of the pre-training set.")
+    ] = "qvhighlights",
+    **kw: Any,
 ) -> None:
-    """The paper's iterative loop: pseudo-label -> refine the Localizer -> fine-tune the Answerer, N times;
-    each iteration's labels, checkpoints and metrics are kept in OUT/iter_i/."""
+    """Pre-train the Localizer (with --pretrain-annotations), then per iteration: fine-tune the Answerer ->
+    pseudo-label -> refine the Localizer; flags apply to every stage, STAGE.KEY=VALUE to one (pretrain,
+    finetune, refine)."""
     from sevila_tools.training import self_refine
 
-    shared = dict(
-        dataset=dataset,
-        decoder=decoder,
-        batch_size=batch_size,
-        accum_steps=accum_steps,
-        lr=lr,
-        min_lr=min_lr,
-        warmup_lr=warmup_lr,
-        warmup_steps=warmup_steps,
-        weight_decay=weight_decay,
-        beta2=beta2,
-        seed=seed,
-        augment=augment,
-        amp=amp,
-        dropout=dropout,
-        save_every=save_every,
-        trained_only=trained_only,
-    )
-    rcfg = _config("refine", init=init, epochs=refine_epochs or epochs, num_frames=refine_frames, **shared)
-    fcfg = _config(
-        "finetune",
-        epochs=finetune_epochs or epochs,
-        num_frames=finetune_frames,
-        num_keyframes=keyframes,
-        **shared,
-    )
-    _check_out(out, resume, "iter_1")
-    ctx = _Ctx(model, checkpoint, device, trust_checkpoint, quiet, json_output)
-    samples = _samples(ctx, dataset, annotations, videos, video_map, video_ext, "refine", limit, skip_missing)
-    val = None
-    if val_annotations is not None:
-        val = _samples(
-            ctx, dataset, val_annotations, videos, video_map, video_ext, "finetune", None, skip_missing
-        )
+    hp = kw.pop("hp")
+    configs = _stage_configs(kw, hp, pretrain_dataset)
+    _check_out(kw["out"], kw["resume"], "iter_1")
+    ctx = _Ctx(kw)
+    samples, report = _samples(ctx, kw["annotations"], True, kw["limit"])
+    val = _samples(ctx, kw["val_annotations"], True, None)[0] if kw["val_annotations"] else []
+    pre = []
+    if pretrain_annotations is not None:
+        pre = _samples(ctx, pretrain_annotations, False, None, pretrain_dataset, pretrain_videos)[0]
+    else:
+        ctx.say("no --pretrain-annotations: the Localizer of --checkpoint is used as the pre-trained one")
+    ctx.load()
+    run = _run_kw(ctx, "self-refine")
+    run.pop("command")
     result = self_refine(
         ctx.rt,
         samples,
-        out,
+        kw["out"],
         iterations=iterations,
-        refine_config=rcfg,
-        finetune_config=fcfg,
-        resume=resume,
-        max_steps=max_steps,
-        accelerator=ctx.acc,
-        workers=workers,
-        progress=ctx.progress,
-        say=ctx.say,
+        pretrain=configs["pretrain"],
+        finetune=configs["finetune"],
+        refine=configs["refine"],
+        pretrain_samples=pre,
         val_samples=val,
-        extra_hparams=_data_hparams(dataset, annotations, videos, limit),
+        command="self-refine",
+        **run,
     )
+    _print_self_refine(ctx, result)
+
+
+def _stage_configs(kw: dict[str, Any], hp: dict[str, Any], pretrain_dataset: str) -> dict[str, Any]:
+    from sevila_tools.training import parse_overrides, resolve_config
+
+    pairs = parse_overrides((kw.get("overrides") or []) + (kw.get("sets") or []))
+    shared = {k: v for k, v in {**hp, **pairs}.items() if v is not None and "." not in k}
+    out = {}
+    for stage, dataset in (
+        ("pretrain", pretrain_dataset),
+        ("finetune", kw["dataset"]),
+        ("refine", kw["dataset"]),
+    ):
+        own = {k.split(".", 1)[1]: v for k, v in pairs.items() if k.startswith(stage + ".")}
+        out[stage] = resolve_config(stage, dataset, None, {**shared, **own})
+    return out
+
+
+def _print_self_refine(ctx: _Ctx, result: dict[str, Any]) -> None:
     if not ctx.main:
         return
-    if json_output:
+    if ctx.json:
         print_json(result)
         return
-    table = Table(title=f"self-refinement: {out}")
-    for col in ("iteration", "positive rate", "refine loss", "finetune loss", "val acc", "checkpoint"):
+    table = Table(title="self-refinement")
+    for col in ("iteration", "positive rate", "finetune loss", "refine loss", "validation", "weights"):
         table.add_column(col)
     for rec in result["iterations"]:
-        val_acc = rec.get("validation", {}).get("accuracy")
+        val = rec.get("validation")
         table.add_row(
             str(rec["iteration"]),
-            f"{rec['pseudo_labels']['positive_rate']:.3f}",
-            f"{rec['refine']['last_loss']:.4f}",
-            f"{rec['finetune']['last_loss']:.4f}",
-            "" if val_acc is None else f"{val_acc:.4f}",
-            str(rec["finetune"]["checkpoint"]),
+            f"{rec.get('pseudo_labels', {}).get('positive_rate', 0):.3f}",
+            str(rec.get("finetune", {}).get("last_loss")),
+            str(rec.get("refine", {}).get("last_loss")),
+            f"{val['metric']} {val['value']:.2f}" if val else "",
+            str(rec.get("refine", {}).get("weights")),
         )
     console.print(table)
     if not result["complete"]:
@@ -715,8 +481,7 @@ def self_refine_cmd(
 
 def _help(fn: Any) -> str:
     """Command help from a docstring: paragraphs kept, line breaks inside a paragraph removed."""
-    paragraphs = (fn.__doc__ or "").strip().split("\n\n")
-    return "\n\n".join(" ".join(p.split()) for p in paragraphs)
+    return "\n\n".join(" ".join(p.split()) for p in (fn.__doc__ or "").strip().split("\n\n"))
 
 
 def register(app: typer.Typer) -> None:

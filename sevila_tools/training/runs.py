@@ -1,0 +1,157 @@
+"""The run folder: ``metrics.jsonl`` (one line per optimizer step or validation), ``train.log``, the summary."""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sevila_tools.training.checkpoints import FILE_MODE, atomic_write_text
+
+log = logging.getLogger("sevila_tools.training")
+
+METRICS_NAME = "metrics.jsonl"
+SUMMARY_NAME = "summary.json"
+LOG_NAME = "train.log"
+
+
+def versions() -> dict[str, str]:
+    """Versions of the toolkit, Python, torch, transformers and the GPU name."""
+    import transformers
+
+    from sevila_tools import __version__
+
+    return {
+        "sevila_tools": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
+    }
+
+
+class RunLog:
+    """One-line status messages: to the caller's ``say`` and, on the main process, to ``OUT/train.log``."""
+
+    def __init__(self, out: Path | None, say: Callable[[str], None] | None = None, main: bool = True) -> None:
+        self.path = out / LOG_NAME if (out is not None and main) else None
+        self.say = say or log.info
+        self.main = main
+
+    def __call__(self, msg: str) -> None:
+        if self.main:
+            self.say(msg)
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            new = not self.path.exists()
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}\n")
+            if new:
+                self.path.chmod(FILE_MODE)
+
+
+class MetricsFile:
+    """``metrics.jsonl``: ``{"kind": "step", "step": <optimizer step>, ...}`` and ``{"kind": "val", ...}`` rows."""
+
+    def __init__(self, out: Path, main: bool = True) -> None:
+        self.path = out / METRICS_NAME
+        self.main = main
+
+    def rows(self, kind: str | None = None) -> list[dict[str, Any]]:
+        """All rows (or those of one kind)."""
+        if not self.path.is_file():
+            return []
+        rows = [json.loads(x) for x in self.path.read_text(encoding="utf-8").splitlines() if x.strip()]
+        return [r for r in rows if kind is None or r.get("kind") == kind]
+
+    def start(self, keep_until_step: int | None) -> None:
+        """A new run empties the file; a resumed one keeps the rows up to its checkpoint's step."""
+        if not self.main:
+            return
+        rows = [] if keep_until_step is None else [r for r in self.rows() if r["step"] <= keep_until_step]
+        atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in rows))
+
+    def write(self, row: dict[str, Any]) -> None:
+        """Append one row (main process only)."""
+        if self.main:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(row) + "\n")
+
+
+def epoch_losses(rows: list[dict[str, Any]]) -> list[float]:
+    """Mean step loss of every epoch."""
+    per: dict[int, list[float]] = {}
+    for r in rows:
+        per.setdefault(int(r["epoch"]), []).append(float(r["loss"]))
+    return [sum(v) / len(v) for _, v in sorted(per.items())]
+
+
+@dataclass
+class TrainResult:
+    """What a training run did (also written to ``OUT/summary.json``)."""
+
+    task: str
+    out_dir: str
+    checkpoint: str
+    weights: str
+    complete: bool
+    epochs_completed: int
+    steps: int
+    epoch_losses: list[float] = field(default_factory=list)
+    first_loss: float | None = None
+    last_loss: float | None = None
+    validation: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, Any] | None = None
+    final_validation: dict[str, Any] | None = None
+    batch: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    deviations: list[dict[str, Any]] = field(default_factory=list)
+    hparams: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON."""
+        return asdict(self)
+
+
+def write_summary(out: Path, result: dict[str, Any], command: str | None = None) -> Path:
+    """``OUT/summary.json``: the result plus the command and versions."""
+    data = {"command": command, **result, "versions": versions()}
+    return atomic_write_text(out / SUMMARY_NAME, json.dumps(data, indent=2, default=str))
+
+
+def progress(enabled: bool, info: bool = True) -> Any:
+    """The run's progress display (a rich bar on a terminal, plain periodic lines otherwise)."""
+    from sevila_tools.progress import make_run_progress
+
+    return make_run_progress(enabled, unit="it", info=info)
+
+
+class QuietRepeats(logging.Filter):
+    """Let each distinct runtime warning through once (truncation warnings would repeat every epoch)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        if msg in self.seen:
+            return False
+        self.seen.add(msg)
+        return True
+
+    def __enter__(self) -> QuietRepeats:
+        logging.getLogger("sevila_tools.runtime").addFilter(self)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        logging.getLogger("sevila_tools.runtime").removeFilter(self)

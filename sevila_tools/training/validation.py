@@ -1,0 +1,114 @@
+"""Validation during training: the forward chain in batches + the dataset's scorer, or frame-level accuracy."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from torch import nn
+
+from sevila_tools.encoding import FrameSpec, MemoryStore, VideoEncoder
+from sevila_tools.pipeline import Pipeline, Query
+from sevila_tools.training.accel import gather
+from sevila_tools.training.frozen import query_of
+from sevila_tools.training.sampling import qvh_frame_labels
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """The whole model in eval mode (no dropout), previous modes restored after."""
+    saved = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, mode in saved:
+            m.training = mode
+
+
+def _encoded(
+    pipeline: Pipeline, samples: Sequence[Any], cfg: Any, accelerator: Any
+) -> Iterator[tuple[Any, Any]]:
+    """This process's share of the samples with their uniform ``val_frames`` candidates encoded (or the error
+    of a video that fails); questions of one video are adjacent so the small store reuses its features."""
+    mine = list(samples)[accelerator.process_index :: accelerator.num_processes]
+    mine.sort(key=lambda s: (s.video, s.start or 0.0, s.end or 0.0))
+    encoder = VideoEncoder(pipeline.runtime, decoder=cfg.decoder, store=MemoryStore(max_items=2))
+    specs = [FrameSpec(s.video, cfg.val_frames, s.start, s.end) for s in mine]
+    for s, (_, ev) in zip(mine, encoder.encode_many(specs), strict=True):
+        yield s, ev
+
+
+def _batches(
+    pipeline: Pipeline, samples: Sequence[Any], cfg: Any, accelerator: Any, bar: Any, failed: list[str]
+):
+    task = bar.add_task("validate", total=-(-len(samples) // accelerator.num_processes), info="")
+    batch: list[tuple[Any, Any]] = []
+    for s, ev in _encoded(pipeline, samples, cfg, accelerator):
+        bar.update(task, advance=1)
+        if isinstance(ev, Exception):
+            failed.append(str(s.qid))
+            continue
+        batch.append((s, ev))
+        if len(batch) == cfg.val_batch_size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def qa_validation(
+    pipeline: Pipeline, samples: Sequence[Any], cfg: Any, accelerator: Any, bar: Any
+) -> dict[str, Any]:
+    """The forward chain (``val_frames`` uniform candidates -> Localizer top-``num_keyframes`` -> Answerer) in
+    eval mode, scored by the dataset's official scorer; ``value`` is its headline metric."""
+    from sevila_tools.eval.scorers import score_multiple_choice
+
+    preds: dict[str, int] = {}
+    failed: list[str] = []
+    with eval_mode(pipeline.runtime.model):
+        for batch in _batches(pipeline, samples, cfg, accelerator, bar, failed):
+            outs = pipeline.forward([(ev, query_of(s)) for s, ev in batch], cfg.num_keyframes)
+            preds.update({str(s.qid): out.answer.index for (s, _), out in zip(batch, outs, strict=True)})
+    parts = gather(accelerator, (preds, failed))
+    merged = {k: v for p, _ in parts for k, v in p.items()}
+    failed = [q for _, f in parts for q in f]
+    if not merged:
+        return {"metric": "accuracy", "value": 0.0, "questions": 0, "failed_videos": len(failed)}
+    scores = score_multiple_choice(cfg.dataset, merged, list(samples), allow_missing=True, split="val")
+    headline = scores["headline"]
+    return {
+        "metric": headline["metric"],
+        "value": float(headline["value"]),
+        "questions": len(merged),
+        "failed_videos": len(failed),
+        "overall": scores.get("overall"),
+        "per_type": scores.get("per_type"),
+    }
+
+
+def frame_validation(
+    pipeline: Pipeline, samples: Sequence[Any], cfg: Any, accelerator: Any, bar: Any
+) -> dict[str, Any]:
+    """Frame-level yes/no accuracy (%) of the Localizer on ``val_frames`` uniform frames per query: a frame is
+    predicted ``yes`` iff its yes logit beats its no logit, the truth comes from the annotated spans."""
+    correct = total = 0
+    failed: list[str] = []
+    with eval_mode(pipeline.runtime.model):
+        for batch in _batches(pipeline, samples, cfg, accelerator, bar, failed):
+            logits = pipeline.frame_logits([(ev, Query(s.question)) for s, ev in batch])
+            for (s, ev), (yes, no) in zip(batch, logits, strict=True):
+                truth = qvh_frame_labels(ev.indices, ev.frames.fps, s.windows)
+                pred = ["yes" if y > n else "no" for y, n in zip(yes, no, strict=True)]
+                correct += sum(p == t for p, t in zip(pred, truth, strict=True))
+                total += len(truth)
+    parts = gather(accelerator, (correct, total, len(failed)))
+    correct, total = sum(p[0] for p in parts), sum(p[1] for p in parts)
+    return {
+        "metric": "frame_accuracy",
+        "value": 100.0 * correct / total if total else 0.0,
+        "frames": total,
+        "questions": len(samples) - sum(p[2] for p in parts),
+        "failed_videos": sum(p[2] for p in parts),
+    }

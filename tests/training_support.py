@@ -1,0 +1,87 @@
+"""Shared data and helpers of the training tests: four red/blue scene videos, annotations, a label file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from sevila_tools.cli.app import app
+from sevila_tools.eval.datasets import load_annotations
+from sevila_tools.loading import load_runtime
+from sevila_tools.synthetic import make_scene_video
+
+runner = CliRunner()
+RED, BLUE = (220, 30, 30), (30, 30, 220)
+QUESTION = "what colour is the square?"
+OPTIONS = ["red.", "blue.", "green."]
+YES_FRAMES = [7, 22, 37, 52]  # red, blue, red, blue (scenes of 15 frames)
+YES_LABELS = ["yes", "no", "yes", "no"]
+FAST = ["--lr", "3e-2", "--min-lr", "3e-2", "--warmup-steps", "0", "--quiet"]
+TINY = ["--model", "tiny-random", "--device", "cpu"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models run faster on one thread (and the 2-core box is shared)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    """4 scene videos (red/blue/red/blue, 15 frames each, 30 fps), NExT-QA SeViLA-JSON annotations, a labels
+    JSONL (red frames yes) and a QVHighlights file whose windows cover the red scenes."""
+    d = tmp_path_factory.mktemp("train")
+    (d / "videos").mkdir()
+    recs, labels, qvh = [], [], []
+    for i in range(4):
+        make_scene_video(d / "videos" / f"v{i}.mp4", [(15, RED), (15, BLUE), (15, RED), (15, BLUE)], fps=30)
+        qid = f"CW_v{i}_{i}"
+        recs.append({"video": f"v{i}", "qid": qid, "question": QUESTION, "a0": "red.", "a1": "blue.",
+                     "a2": "green.", "answer": 0})
+        labels.append({"qid": qid, "frame_indices": YES_FRAMES, "labels": YES_LABELS})
+        qvh.append({"qid": 100 + i, "query": "a red square", "duration": 2, "vid": f"v{i}",
+                    "relevant_windows": [[0, 0.5], [1.0, 1.5]]})
+    (d / "ann.json").write_text(json.dumps(recs))
+    (d / "labels.jsonl").write_text("".join(json.dumps(r) + "\n" for r in labels))
+    (d / "qvh.jsonl").write_text("\n".join(json.dumps(r) for r in qvh))
+    return d
+
+
+def samples_of(data: Path) -> list:
+    return load_annotations("nextqa", data / "ann.json", videos_root=data / "videos")
+
+
+def fresh_runtime():
+    return load_runtime("tiny-random", device="cpu")
+
+
+def snapshot(model) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def part(sd: dict[str, torch.Tensor], name: str) -> dict[str, torch.Tensor]:
+    from sevila_tools.modeling import branch_of_key
+
+    return {k: v for k, v in sd.items() if branch_of_key(k) == name}
+
+
+def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return len(a) > 0 and a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def cli(*args: str):
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 0, (result.output, result.exception)
+    return result
+
+
+def step_rows(out: Path) -> list[dict]:
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in rows if r["kind"] == "step"]
