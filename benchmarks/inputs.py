@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
-
-import numpy as np
 
 from sevila_tools.pipeline import Query
 from sevila_tools.prompts import prompts_for
+from sevila_tools.synthetic import make_realistic_video
 
 _SUBJECTS = ["man", "woman", "boy", "girl", "dog", "cat", "person", "people"]
 _ACTIONS = [
@@ -77,7 +75,7 @@ class VideoShape:
     about: str
 
 
-#: the scenario videos (30 fps; encoded by :func:`write_scenario_video`)
+#: the scenario videos: ``make_realistic_video`` (x264 veryfast crf 23, keyint 250, 3 B-frames, texture), 30 fps
 SHAPES: dict[str, VideoShape] = {
     s.name: s
     for s in (
@@ -87,36 +85,6 @@ SHAPES: dict[str, VideoShape] = {
         VideoShape("long", 600, 640, 360, 1, "a 10-minute video, 640x360, one question"),
     )
 }
-
-
-def _texture(width: int, height: int, frames: int, seed: int) -> np.ndarray:
-    """A blocky random texture wide enough to pan one pixel per frame (motion the encoder must track)."""
-    rng = np.random.default_rng(seed)
-    small = rng.integers(0, 256, (height // 4 + 1, (width + frames) // 4 + 1, 3), dtype=np.uint8)
-    return np.kron(small, np.ones((4, 4, 1), dtype=np.uint8))[:height]
-
-
-def write_scenario_video(
-    path: Path, width: int, height: int, seconds: float, fps: int = 30, seed: int = 0
-) -> None:
-    """x264 veryfast, crf 23, keyint 250 with scene cuts and 3 B-frames (always used: on synthetic content
-    x264's adaptive choice would drop them); the counter-band clip of :mod:`sevila_tools.synthetic` over a
-    panning texture, so that frames cost bits to code and decode."""
-    import av
-
-    from sevila_tools.synthetic import counter_band_height, synthetic_frame
-
-    n = max(1, int(round(seconds * fps)))
-    tex, band = _texture(width, height, n, seed), counter_band_height(height)
-    opts = {"preset": "veryfast", "crf": "23", "x264-params": "bframes=3:b-adapt=0"}
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264", rate=Fraction(fps), options=opts)
-        stream.width, stream.height, stream.pix_fmt, stream.gop_size = width, height, "yuv420p", 250
-        for i in range(n):
-            img = synthetic_frame(i, n, width, height)
-            img[band:] = (img[band:] >> 1) + (tex[band:, i : i + width] >> 1)
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
-        container.mux(stream.encode())
 
 
 def scenario_video(
@@ -129,7 +97,8 @@ def scenario_video(
         return str(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.part.mp4")
-    write_scenario_video(tmp, shape.width, shape.height, seconds, fps, seed=index)
+    # one frame longer per index, so the moving square is at different places in each video
+    make_realistic_video(tmp, shape.width, shape.height, seconds + index / fps, fps=fps)
     tmp.replace(path)
     return str(path)
 
@@ -141,5 +110,4 @@ __all__ = [
     "make_questions",
     "make_videos",
     "scenario_video",
-    "write_scenario_video",
 ]
