@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib
 import platform
 import sys
-import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -31,6 +30,7 @@ from sevila_tools.cli.common import (
     MdetrCkptOpt,
     ModelOpt,
     OptionOpt,
+    SelectorOptionOpt,
     StartOpt,
     TrustOpt,
     console,
@@ -42,6 +42,7 @@ from sevila_tools.cli.common import (
     selector_options,
 )
 from sevila_tools.errors import InputError
+from sevila_tools.schemas import DEFAULT_SELECTOR
 
 app = typer.Typer(
     name="sevila",
@@ -53,9 +54,20 @@ app = typer.Typer(
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from sevila_tools import __version__
+
+        console.print(f"sevila-tools {__version__}", highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
 ) -> None:
     """SeViLA: Localizer -> Answerer on BLIP-2, as tools, CLI and agent integrations."""
     if debug:
@@ -74,7 +86,11 @@ def _video_arg(video: Path, decoder: str = "auto") -> str:
 def _print_localization(loc, answer=None) -> None:  # noqa: ANN001 - result models
     if loc.notice:
         console.print(f"[yellow]{loc.notice}[/yellow]")
-    table = Table(title=f"{loc.selector} on {Path(loc.video).name}: {loc.question}")
+    table = Table(
+        title=f"{loc.selector} on {Path(loc.video).name}: {loc.question}",
+        caption="score: the selector's ranking score (localizer: raw first-step 'yes' logit); "
+        "p(yes): softmax over the (no, yes) logits; *: keyframe",
+    )
     for col in ("#", "frame", "time (s)", "score", "p(yes)", "key"):
         table.add_column(col, justify="right" if col != "key" else "center")
     for f in loc.frames:
@@ -103,16 +119,16 @@ def _print_localization(loc, answer=None) -> None:  # noqa: ANN001 - result mode
 @app.command()
 @guarded
 def localize(
-    video: Annotated[Path, typer.Argument(help="Video file.")],
-    question: Annotated[str, typer.Argument(help="Question about the video.")],
+    video: Annotated[Path, typer.Argument(metavar="VIDEO", help="Video file.")],
+    question: Annotated[str, typer.Argument(metavar="QUESTION", help="Question about the video.")],
     option: OptionOpt = None,
     frames: FramesOpt = 32,
     keyframes: KeyframesOpt = 4,
     start: StartOpt = None,
     end: EndOpt = None,
     selector: Annotated[
-        str, typer.Option("--selector", "-s", help="Keyframe selector (see `sevila selectors`).")
-    ] = ("localizer"),
+        str, typer.Option("--selector", "-s", metavar="NAME", help="Keyframe selector (see `sevila selectors`).")
+    ] = DEFAULT_SELECTOR,
     model: ModelOpt = DEFAULT_MODEL,
     checkpoint: CheckpointOpt = "auto",
     device: DeviceOpt = "auto",
@@ -121,9 +137,10 @@ def localize(
     clip_model: ClipModelOpt = None,
     mdetr_checkpoint: MdetrCkptOpt = None,
     long_video: LongVideoOpt = "sliding",
+    selector_option: SelectorOptionOpt = None,
     json_output: JsonOpt = False,
     plot: Annotated[
-        Path | None, typer.Option("--plot", help="Write a PNG: scores over time + keyframes.")
+        Path | None, typer.Option("--plot", metavar="PNG", help="Write a PNG: scores over time + keyframes.")
     ] = None,
 ) -> None:
     """Score sampled frames, keep the top keyframes; with --option also answer."""
@@ -149,7 +166,9 @@ def localize(
     chain = SevilaChain(
         load_runtime_cli(model, checkpoint, device, trust_checkpoint, quiet=json_output),
         decoder,
-        selector_options=selector_options(clip_model, mdetr_checkpoint, trust_checkpoint, long_video),
+        selector_options=selector_options(
+            [selector], clip_model, mdetr_checkpoint, trust_checkpoint, long_video, selector_option
+        ),
     )
     if options:
         result = chain.forward(req)
@@ -168,19 +187,32 @@ def localize(
         _print_localization(loc, ans)
 
 
+def _check_answer_flags(at: list[float] | None, frames: int | None, start: float | None, end: float | None) -> None:
+    """``--at`` picks the frames itself: refuse flags it would silently ignore or contradict."""
+    if not at:
+        return
+    if frames is not None:
+        raise InputError("--at and --frames exclude each other (--at reads exactly the frames at those times)")
+    outside = [t for t in at if (start is not None and t < start) or (end is not None and t > end)]
+    if outside:
+        raise InputError(f"--at {outside[0]} is outside the window --start {start} --end {end}")
+
+
 @app.command()
 @guarded
 def answer(
-    video: Annotated[Path, typer.Argument(help="Video file.")],
-    question: Annotated[str, typer.Argument(help="Question about the video.")],
+    video: Annotated[Path, typer.Argument(metavar="VIDEO", help="Video file.")],
+    question: Annotated[str, typer.Argument(metavar="QUESTION", help="Question about the video.")],
     option: OptionOpt = None,
-    frames: Annotated[int, typer.Option("--frames", "-n", min=1, max=64, help="Uniform frames.")] = 4,
+    frames: Annotated[
+        int | None, typer.Option("--frames", "-n", min=1, max=64, help="Uniform frames (default 4).")
+    ] = None,
     at: Annotated[
-        list[float] | None, typer.Option("--at", help="Read the frame at this time (s); repeat.")
+        list[float] | None, typer.Option("--at", metavar="SEC", help="Read the frame at this time (s); repeat.")
     ] = None,
     start: StartOpt = None,
     end: EndOpt = None,
-    decoding: Annotated[str, typer.Option(help="faithful or teacher_forced.")] = "faithful",
+    decoding: Annotated[str, typer.Option(metavar="RULE", help="faithful or teacher_forced.")] = "faithful",
     model: ModelOpt = DEFAULT_MODEL,
     checkpoint: CheckpointOpt = "auto",
     device: DeviceOpt = "auto",
@@ -192,11 +224,12 @@ def answer(
     from sevila_tools.schemas import AnswerRequest
     from sevila_tools.tools import Answerer
 
+    _check_answer_flags(at, frames, start, end)
     req = AnswerRequest(
         video=_video_arg(video, decoder),
         question=question,
         options=list(option or []),
-        num_frames=frames,
+        num_frames=frames or 4,
         timestamps=at,
         start=start,
         end=end,
@@ -282,29 +315,57 @@ def info(
         print_json(data)
         return
     table = Table(title="sevila info", show_header=False)
-    for k, v in data.items():
-        table.add_row(k, str(v))
+    for k, v in _flatten(data):
+        table.add_row(k, v)
     console.print(table)
+
+
+def _flatten(data: dict, prefix: str = "") -> list[tuple[str, str]]:
+    """Nested dicts as ``key.sub`` rows; lists joined with commas; None as a dash."""
+    rows: list[tuple[str, str]] = []
+    for k, v in data.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            rows += _flatten(v, key + ".")
+        elif isinstance(v, list):
+            rows.append((key, ", ".join(str(x) for x in v)))
+        else:
+            rows.append((key, "-" if v is None else str(v)))
+    return rows
 
 
 @app.command()
 @guarded
 def selectors(json_output: JsonOpt = False) -> None:
-    """List the keyframe selectors."""
+    """List the keyframe selectors with what they read and their options."""
     from sevila_tools.selectors import REGISTRY
 
-    rows = {name: cls.description for name, cls in sorted(REGISTRY.items())}
+    rows = {
+        cls.name: {
+            "description": cls.description,
+            "needs_gold": cls.needs_gold,
+            "scores_candidates": cls.scores_candidates,
+            "options": {k: {"default": f.default, "description": f.description}
+                        for k, f in cls.Options.model_fields.items()},
+        }
+        for cls in sorted(REGISTRY.values(), key=lambda c: (c.rank, c.name))
+    }
     if json_output:
         print_json(rows)
         return
-    for name, desc in rows.items():
-        console.print(f"[bold]{name}[/bold]: {desc}")
+    for name, row in rows.items():
+        gold = " [yellow](needs the gold answer)[/yellow]" if row["needs_gold"] else ""
+        console.print(f"[bold]{name}[/bold]: {row['description']}{gold}")
+        for key, opt in row["options"].items():
+            console.print(f"    {key} (default {opt['default']!r}): {opt['description']}", highlight=False)
 
 
 @app.command()
 @guarded
 def demo(
-    out: Annotated[Path | None, typer.Option("--out", help="Folder for the generated clip and plot.")] = None,
+    out: Annotated[
+        Path, typer.Option("--out", metavar="DIR", help="Folder for the generated clip and plot.")
+    ] = Path("sevila_demo"),
     model: ModelOpt = "tiny-random",
     checkpoint: CheckpointOpt = "auto",
     device: DeviceOpt = "auto",
@@ -315,7 +376,7 @@ def demo(
     from sevila_tools.schemas import ForwardRequest
     from sevila_tools.synthetic import make_video
 
-    folder = out or Path(tempfile.mkdtemp(prefix="sevila_demo_"))
+    folder = out
     folder.mkdir(parents=True, exist_ok=True)
     video = make_video(folder / "demo_clip.mp4", num_frames=150, fps=30)
     console.print(f"generated {video} (5 s, 30 fps, moving square)")
