@@ -19,6 +19,7 @@ from sevila_tools.video.sampling import (
     sample_indices,
     window_is_empty,
 )
+from sevila_tools.video.workers import start_decode_workers
 
 __all__ = [
     "CLIP_MEAN",
@@ -38,6 +39,7 @@ __all__ = [
     "read_frames",
     "sample_frames",
     "sample_indices",
+    "start_decode_workers",
     "window_is_empty",
 ]
 

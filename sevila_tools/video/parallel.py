@@ -22,7 +22,7 @@ from sevila_tools.video.seek import (
 )
 from sevila_tools.video.workers import shared_workers
 
-__all__ = ["check_workers", "packet_index", "read_parallel"]
+__all__ = ["check_workers", "clear_cache", "packet_index", "read_parallel"]
 
 
 def check_workers(workers: int) -> int:
@@ -35,6 +35,11 @@ def check_workers(workers: int) -> int:
 @functools.lru_cache(maxsize=64)
 def _cached_index(path: str, mtime_ns: int, size: int) -> PacketIndex | None:
     return build_packet_index(path)
+
+
+def clear_cache() -> None:
+    """Forget the cached packet indexes (benchmarks time first reads with it)."""
+    _cached_index.cache_clear()
 
 
 def packet_index(path: str | Path) -> PacketIndex | None:

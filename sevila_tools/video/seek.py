@@ -25,9 +25,6 @@ __all__ = [
 ]
 
 
-_SKIP = "nonref"
-
-
 class SeekMismatch(Exception):
     """The decoded frames after a seek did not map onto frame indices exactly (caller falls back)."""
 
@@ -211,7 +208,7 @@ class _DecodeState:
                     break
                 raise SeekMismatch(f"packet with unknown pts {packet.pts}")
             self.pos = self.index.decode_pos[frame_idx]
-            ctx.skip_frame = "DEFAULT" if frame_idx in self.wanted or _SKIP != "nonref" else "NONREF"
+            ctx.skip_frame = "DEFAULT" if frame_idx in self.wanted else "NONREF"
             for frame in ctx.decode(packet):
                 self._take(frame)
             if all(t not in self.wanted for t in need):

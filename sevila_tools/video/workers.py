@@ -21,7 +21,7 @@ from typing import Any
 
 from sevila_tools.errors import VideoError
 
-__all__ = ["Outcome", "WorkerSet", "serve"]
+__all__ = ["Outcome", "WorkerSet", "serve", "shared_workers", "start_decode_workers"]
 
 _LIVE: weakref.WeakSet[WorkerSet] = weakref.WeakSet()
 
@@ -95,6 +95,12 @@ class WorkerSet:
         worker = _Worker(proc=proc, conn=Connection(parent.detach()))
         self._workers.append(worker)
         return worker
+
+    def start(self, count: int | None = None) -> None:
+        """Start worker processes now (up to ``count``, default ``size``) so that later tasks skip start-up."""
+        want = self.size if count is None else min(int(count), self.size)
+        while len(self._workers) < want:
+            self._spawn()
 
     def submit(
         self, key: Any, fn: Callable[..., Any], args: tuple, label: str = "", timeout: float | None = None
@@ -218,6 +224,12 @@ def _portable(exc: BaseException) -> BaseException:
 
 _shared_lock = threading.Lock()
 _shared: WorkerSet | None = None
+
+
+def start_decode_workers(size: int) -> None:
+    """Start the shared workers of single-video parallel reads ahead of the first read (non-blocking)."""
+    with shared_workers(size) as ws:
+        ws.start(size)
 
 
 @contextlib.contextmanager
