@@ -13,7 +13,7 @@ import pytest
 from sevila_tools import video as V
 from sevila_tools.errors import InputError, VideoError
 from sevila_tools.synthetic import decode_counter, make_realistic_video, make_video
-from sevila_tools.video import parallel, seek
+from sevila_tools.video import parallel, seek, workers
 from sevila_tools.video.pool import DecodePool, DecodeSpec
 
 HAS_DECORD = V.decord_available()
@@ -105,6 +105,25 @@ def test_failed_workers_fall_back_to_the_sequential_read(clips, monkeypatch, cap
         got, used = V.read_frames(clips["h264"], [3, 40, 100], decoder="pyav", workers=2)
     assert used == "pyav" and np.array_equal(got, ref)
     assert any("reading sequentially" in r.getMessage() for r in caplog.records)
+
+
+def test_shared_workers_survive_a_fork(clips):
+    idx = [3, 40, 100, 110]
+    ref, _ = V.read_frames(clips["h264"], idx, decoder="pyav")
+    assert np.array_equal(V.read_frames(clips["h264"], idx, decoder="pyav", workers=2)[0], ref)
+    parent_workers = set(workers._shared.pids())
+    pid = os.fork()  # e.g. a DataLoader worker: it must not talk to the parent's decode workers
+    if pid == 0:
+        try:
+            ok = np.array_equal(V.read_frames(clips["h264"], idx, decoder="pyav", workers=2)[0], ref)
+            own = set(workers._shared.pids())
+            os._exit(0 if ok and own and not own & parent_workers else 1)
+        except BaseException:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert np.array_equal(V.read_frames(clips["h264"], idx, decoder="pyav", workers=2)[0], ref)
+    assert set(workers._shared.pids()) == parent_workers
 
 
 def test_single_gop_is_read_sequentially(clips, caplog):

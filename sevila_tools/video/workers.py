@@ -67,20 +67,31 @@ class WorkerSet:
             raise ValueError("a worker set needs at least one worker")
         self.size = int(size)
         self._workers: list[_Worker] = []
+        self._pid = os.getpid()
         _LIVE.add(self)
+
+    def _own(self) -> list[_Worker]:
+        """This process's workers; after a fork the parent's workers are forgotten here, never touched."""
+        if self._pid != os.getpid():
+            for w in self._workers:
+                with contextlib.suppress(OSError):
+                    w.conn.close()  # only this process's copy of the socket
+            self._workers, self._pid = [], os.getpid()
+        return self._workers
 
     @property
     def idle(self) -> int:
         """Tasks that :meth:`submit` can take now without waiting."""
-        return self.size - sum(w.busy for w in self._workers)
+        return self.size - sum(w.busy for w in self._own())
 
     @property
     def busy(self) -> int:
-        return sum(w.busy for w in self._workers)
+        """Tasks running now."""
+        return sum(w.busy for w in self._own())
 
     def pids(self) -> list[int]:
         """Process ids of the live workers (busy ones first)."""
-        return [w.proc.pid for w in sorted(self._workers, key=lambda w: not w.busy)]
+        return [w.proc.pid for w in sorted(self._own(), key=lambda w: not w.busy)]
 
     def _spawn(self) -> _Worker:
         parent, child = socket.socketpair()
@@ -99,14 +110,14 @@ class WorkerSet:
     def start(self, count: int | None = None) -> None:
         """Start worker processes now (up to ``count``, default ``size``) so that later tasks skip start-up."""
         want = self.size if count is None else min(int(count), self.size)
-        while len(self._workers) < want:
+        while len(self._own()) < want:
             self._spawn()
 
     def submit(
         self, key: Any, fn: Callable[..., Any], args: tuple, label: str = "", timeout: float | None = None
     ) -> None:
         """Run ``fn(*args)`` on an idle worker (``fn`` must be importable by name); needs ``idle > 0``."""
-        worker = next((w for w in self._workers if not w.busy), None)
+        worker = next((w for w in self._own() if not w.busy), None)
         if worker is None:
             if len(self._workers) >= self.size:
                 raise RuntimeError("no idle worker: collect results first")
@@ -120,7 +131,7 @@ class WorkerSet:
 
     def collect(self, timeout: float | None = None) -> list[Outcome]:
         """Wait until at least one task finishes (or ``timeout`` s pass) and return the finished ones."""
-        busy = [w for w in self._workers if w.busy]
+        busy = [w for w in self._own() if w.busy]
         if not busy:
             return []
         now = time.monotonic()
@@ -161,12 +172,12 @@ class WorkerSet:
 
     def cancel_busy(self) -> None:
         """Kill the workers that are running a task (their results are no longer wanted)."""
-        for w in [w for w in self._workers if w.busy]:
+        for w in [w for w in self._own() if w.busy]:
             self._retire(w)
 
     def close(self) -> None:
         """Stop every worker (busy ones are killed)."""
-        for w in list(self._workers):
+        for w in list(self._own()):
             if not w.busy:
                 with contextlib.suppress(OSError):
                     w.conn.send(None)
