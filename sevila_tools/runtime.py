@@ -38,6 +38,17 @@ FLAN_T5_IDS = {"yes": 4273, "no": 150, "letters": [71, 272, 205, 309, 262]}
 FLAN_T5_VOCAB = 32100
 
 
+def _cache_kwargs(output: Any) -> dict[str, Any]:
+    """The decoder cache of a previous step, under the argument name this ``transformers`` version uses."""
+    import inspect
+
+    from transformers import T5ForConditionalGeneration
+
+    if "cache" in inspect.signature(T5ForConditionalGeneration.forward).parameters:
+        return {"cache": output.cache}
+    return {"past_key_values": output.past_key_values}
+
+
 @dataclass(frozen=True)
 class TokenIds:
     """Token ids SeViLA reads logits at, derived from the tokenizer (never hard-coded)."""
@@ -304,8 +315,8 @@ class SevilaRuntime:
                         encoder_outputs=enc,
                         attention_mask=m,
                         decoder_input_ids=w0[:, None],
-                        past_key_values=out0.past_key_values,
                         use_cache=True,
+                        **_cache_kwargs(out0),
                     )  # step 1 reuses step 0's cache
                 logits = torch.cat([out0.logits, out1.logits], dim=1).float()
             elif decoding == "teacher_forced":  # decoder sees [start, "▁Option"]
