@@ -226,7 +226,7 @@ def _samples(
     report = DataReport(no_answer=dropped)
     if dropped:
         ctx.say(f"{dropped} of {len(samples)} questions have no gold answer or 2-5 options and are left out")
-    check = preflight(usable, check_readable=kw["skip_missing"])
+    check = preflight(usable, check_readable=True)
     report.missing_videos, report.unreadable_videos = list(check.missing), list(check.unreadable)
     if check.missing or check.unreadable:
         if not kw["skip_missing"]:
@@ -333,7 +333,7 @@ def pseudo_label_cmd(
     hp = kw.pop("hp")
     cfg = _config("refine", kw, hp)
     ctx = _Ctx(kw)
-    samples, _ = _samples(ctx, kw["annotations"], True, kw["limit"])
+    samples, report = _samples(ctx, kw["annotations"], True, kw["limit"])
     ctx.load()
     summary = pseudo_label(
         ctx.rt,
@@ -345,6 +345,7 @@ def pseudo_label_cmd(
         overwrite=overwrite,
         resume=kw["resume"],
         skip_bad_videos=kw["skip_missing"],
+        data_report=report,
         say=ctx.say,
         command="pseudo-label",
     )

@@ -156,6 +156,11 @@ def test_recipes_are_the_official_settings():
     for ds in ("star", "how2qa", "tvqa", "vlep"):  # lavis/projects/sevila/train/<ds>.yaml
         r = resolve_config("refine", ds)
         assert (r.lr, r.epochs, r.warmup_steps, r.batch_size, r.num_frames, r.global_batch) == (5e-5, 5, 500, 16, 4, 64)
+    from sevila_tools.eval.datasets import get_dataset
+
+    for name in names:  # the prompt style is the dataset's
+        task, ds = name.split("-", 1)
+        assert resolve_config(task, ds).prompts == get_dataset(ds).prompt_style
     assert resolve_config("refine", "vlep").prompts == "next_event"
     for name in names:
         c = resolve_config(*name.split("-", 1))

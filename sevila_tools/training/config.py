@@ -192,7 +192,10 @@ def resolve_config(
     """The recipe of ``task`` on ``dataset`` (default ``<task>-<dataset>``) with the overrides applied.
 
     ``None`` override values are ignored; the recipe must be for this task and dataset."""
+    from sevila_tools.eval.datasets import get_dataset
+
     name, values = read_recipe(recipe if recipe is not None else f"{task}-{dataset}")
+    values.setdefault("prompts", get_dataset(dataset).prompt_style)
     official = dict(values.pop("official", None) or {})
     values.pop("source", None)
     for key, want in (("task", task), ("dataset", dataset)):

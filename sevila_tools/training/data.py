@@ -93,6 +93,7 @@ def _decode(sample: Any, epoch: int, spec: DrawSpec, label_set: LabelSet | None)
             decoder=spec.decoder,  # type: ignore[arg-type]
             mode="random",
             seed=frame_seed(spec.seed, epoch, sample.qid),
+            empty_window="start_frame",
         )
     idx = list(label_set.frame_indices)
     pixels, used = read_frames(sample.video, idx, decoder=spec.decoder, size=224)  # type: ignore[arg-type]

@@ -143,6 +143,7 @@ def pseudo_label(
     overwrite: bool = False,
     resume: bool = False,
     skip_bad_videos: bool = False,
+    data_report: DataReport | None = None,
     say: Callable[[str], None] | None = None,
     command: str | None = None,
 ) -> dict[str, Any]:
@@ -155,7 +156,7 @@ def pseudo_label(
     if not samples:
         raise InputError("no questions with a gold answer and 2-5 options to pseudo-label")
     _prepare(out, acc, overwrite, resume)
-    log, report = RunLog(out, say, acc.is_main_process), DataReport(questions=len(samples))
+    log, report = RunLog(out, say, acc.is_main_process), data_report or DataReport(questions=len(samples))
     done = _done(out) if resume else set()
     jobs = [(e, p) for e in range(epochs) for p in range(len(samples))][
         acc.process_index :: acc.num_processes

@@ -124,13 +124,11 @@ def linear_warmup_cosine_lr(
 def qvh_frame_labels(
     frame_indices: Sequence[int], fps: float, windows: Sequence[Sequence[float]] | None
 ) -> list[str]:
-    """Span annotation -> frame labels: ``yes`` iff ``t = idx / fps`` lies in any relevant window
-    ``[st, ed]`` (both ends inclusive); no windows (a test split) -> all ``no``."""
-    out = []
-    for idx in frame_indices:
-        t = idx / fps
-        out.append("yes" if any(w[0] <= t <= w[1] for w in (windows or [])) else "no")
-    return out
+    """Span annotation -> frame labels: ``yes`` iff ``t = idx / fps`` lies in any relevant window (both ends
+    included, the frame scorer's rule); no windows (a test split) -> all ``no``."""
+    from sevila_tools.eval.scorers import frame_labels
+
+    return ["yes" if v else "no" for v in frame_labels([i / fps for i in frame_indices], windows)]
 
 
 def random_resized_crop(

@@ -12,7 +12,6 @@ from sevila_tools.encoding import FrameSpec, MemoryStore, VideoEncoder
 from sevila_tools.pipeline import Pipeline, Query
 from sevila_tools.training.accel import gather
 from sevila_tools.training.frozen import query_of
-from sevila_tools.training.sampling import qvh_frame_labels
 
 
 @contextlib.contextmanager
@@ -35,7 +34,7 @@ def _encoded(
     mine = list(samples)[accelerator.process_index :: accelerator.num_processes]
     mine.sort(key=lambda s: (s.video, s.start or 0.0, s.end or 0.0))
     encoder = VideoEncoder(pipeline.runtime, decoder=cfg.decoder, store=MemoryStore(max_items=2))
-    specs = [FrameSpec(s.video, cfg.val_frames, s.start, s.end) for s in mine]
+    specs = [FrameSpec(s.video, cfg.val_frames, s.start, s.end, empty_window="start_frame") for s in mine]
     for s, (_, ev) in zip(mine, encoder.encode_many(specs), strict=True):
         yield s, ev
 
@@ -62,8 +61,8 @@ def qa_validation(
     pipeline: Pipeline, samples: Sequence[Any], cfg: Any, accelerator: Any, bar: Any
 ) -> dict[str, Any]:
     """The forward chain (``val_frames`` uniform candidates -> Localizer top-``num_keyframes`` -> Answerer) in
-    eval mode, scored by the dataset's official scorer; ``value`` is its headline metric."""
-    from sevila_tools.eval.scorers import score_multiple_choice
+    eval mode, scored by the dataset's official scorer; ``value`` is its headline metric (percent)."""
+    from sevila_tools.eval.datasets import get_dataset
 
     preds: dict[str, int] = {}
     failed: list[str] = []
@@ -76,39 +75,40 @@ def qa_validation(
     failed = [q for _, f in parts for q in f]
     if not merged:
         return {"metric": "accuracy", "value": 0.0, "questions": 0, "failed_videos": len(failed)}
-    scores = score_multiple_choice(cfg.dataset, merged, list(samples), allow_missing=True, split="val")
-    headline = scores["headline"]
+    scores = get_dataset(cfg.dataset).score(merged, list(samples), allow_missing=True, split="val")
     return {
-        "metric": headline["metric"],
-        "value": float(headline["value"]),
+        "metric": scores["headline"]["metric"],
+        "value": float(scores["headline"]["value"]),
         "questions": len(merged),
         "failed_videos": len(failed),
-        "overall": scores.get("overall"),
-        "per_type": scores.get("per_type"),
+        "display": scores.get("display"),
     }
 
 
 def frame_validation(
     pipeline: Pipeline, samples: Sequence[Any], cfg: Any, accelerator: Any, bar: Any
 ) -> dict[str, Any]:
-    """Frame-level yes/no accuracy (%) of the Localizer on ``val_frames`` uniform frames per query: a frame is
-    predicted ``yes`` iff its yes logit beats its no logit, the truth comes from the annotated spans."""
-    correct = total = 0
+    """Frame accuracy (%) of the Localizer on ``val_frames`` uniform frames per query, scored by the frame
+    scorer: a frame is ``yes`` iff its yes logit beats its no logit, the truth comes from the annotated spans."""
+    from sevila_tools.eval.scorers import FRAME_SEC, FRAME_YES, frame_accuracy
+
+    lines: list[dict[str, Any]] = []
     failed: list[str] = []
     with eval_mode(pipeline.runtime.model):
         for batch in _batches(pipeline, samples, cfg, accelerator, bar, failed):
             logits = pipeline.frame_logits([(ev, Query(s.question)) for s, ev in batch])
             for (s, ev), (yes, no) in zip(batch, logits, strict=True):
-                truth = qvh_frame_labels(ev.indices, ev.frames.fps, s.windows)
-                pred = ["yes" if y > n else "no" for y, n in zip(yes, no, strict=True)]
-                correct += sum(p == t for p, t in zip(pred, truth, strict=True))
-                total += len(truth)
-    parts = gather(accelerator, (correct, total, len(failed)))
-    correct, total = sum(p[0] for p in parts), sum(p[1] for p in parts)
+                decisions = [int(y > n) for y, n in zip(yes, no, strict=True)]
+                lines.append({"qid": str(s.qid), FRAME_SEC: ev.times, FRAME_YES: decisions})
+    parts = gather(accelerator, (lines, failed))
+    lines = [x for p, _ in parts for x in p]
+    failed = [q for _, f in parts for q in f]
+    truth = [{"qid": str(s.qid), "relevant_windows": s.windows} for s in samples]
+    scores = frame_accuracy(lines, truth, match_number=False) if lines else {"accuracy": 0.0, "frames": 0}
     return {
         "metric": "frame_accuracy",
-        "value": 100.0 * correct / total if total else 0.0,
-        "frames": total,
-        "questions": len(samples) - sum(p[2] for p in parts),
-        "failed_videos": sum(p[2] for p in parts),
+        "value": float(scores["accuracy"] or 0.0),
+        "frames": scores["frames"],
+        "questions": len(lines),
+        "failed_videos": len(failed),
     }
