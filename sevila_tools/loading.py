@@ -55,6 +55,26 @@ def offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
 
 
+def hub_reachable(repo: str, timeout: float = 5.0) -> str | None:
+    """None when the hub answers for ``repo`` within ``timeout`` s, else a one-line reason (a quick probe, so an
+    unreachable hub fails in seconds instead of through the download client's retries)."""
+    from huggingface_hub import HfApi
+
+    try:
+        HfApi().model_info(repo, timeout=timeout)
+    except Exception as exc:  # noqa: BLE001 - any failure is the reason
+        text = " ".join(str(exc).split())[:160]
+        return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return None
+
+
+def _cached(repo: str, filename: str) -> str | None:
+    from huggingface_hub import try_to_load_from_cache
+
+    got = try_to_load_from_cache(repo, filename)
+    return got if isinstance(got, str) else None
+
+
 def _hub_file(spec: str) -> Path:
     """Download ``hf://<owner>/<repo>/<file>`` (or return the cached copy)."""
     parts = spec[len("hf://") :].split("/")
@@ -63,8 +83,14 @@ def _hub_file(spec: str) -> Path:
     repo, filename = "/".join(parts[:2]), "/".join(parts[2:])
     from huggingface_hub import hf_hub_download
 
+    cached = _cached(repo, filename)
+    if not offline() and cached is None:
+        why = hub_reachable(repo)
+        if why is not None:
+            raise ModelLoadError(f"cannot download checkpoint {spec}: the hub is unreachable ({why}); "
+                                 "pass a local file, or set HF_HUB_OFFLINE=1 to use cached files")
     try:
-        return Path(hf_hub_download(repo, filename))
+        return Path(cached) if cached is not None and offline() else Path(hf_hub_download(repo, filename))
     except Exception as exc:  # noqa: BLE001 - any hub failure becomes one line
         hint = " (offline mode is on and the file is not in the local cache)" if offline() else ""
         raise ModelLoadError(f"cannot get checkpoint {spec}{hint}: {type(exc).__name__}") from exc
@@ -100,12 +126,19 @@ def _from_hf_blip2(source: str) -> tuple[SevilaModel, Any, dict[str, str]]:
     from sevila_tools.modeling import prepare_config
 
     transformers.logging.set_verbosity_error()
+    local = Path(source).is_dir() or offline()
+    if not local:
+        why = hub_reachable(source)
+        if why is not None and _cached(source, "config.json") is None:
+            raise ModelLoadError(f"cannot download base model {source!r}: the hub is unreachable ({why}); pass a "
+                                 "local folder, or set HF_HUB_OFFLINE=1 to use a cached id")
+        local = why is not None  # unreachable but cached: read the cache without network retries
     try:
-        config = prepare_config(Blip2Config.from_pretrained(source))
+        config = prepare_config(Blip2Config.from_pretrained(source, local_files_only=local))
         hf, info = Blip2ForConditionalGeneration.from_pretrained(
-            source, config=config, dtype=torch.float32, output_loading_info=True
+            source, config=config, dtype=torch.float32, output_loading_info=True, local_files_only=local
         )
-        tokenizer = AutoTokenizer.from_pretrained(source)
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local)
     except (OSError, ValueError) as exc:
         hint = " (offline mode is on: use a local folder or a cached id)" if offline() else ""
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
