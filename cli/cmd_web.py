@@ -48,18 +48,19 @@ def web(
         list[Path] | None,
         typer.Option(
             "--allow-dir",
-            help="Folder whose videos may also be given by path (repeat; default: uploads only). Symlinks are "
-            "resolved and must stay inside.",
+            help="Folder whose videos may also be given by path (repeat; default: uploads only). "
+            "Symlinks are resolved and must stay inside.",
         ),
     ] = None,
     max_upload_mb: Annotated[
         float, typer.Option("--max-upload-mb", min=1, help="Largest accepted upload, in MB.")
     ] = 300,
     share: Annotated[
-        bool, typer.Option("--share/--no-share", help="Also open a public Gradio share link (off by default).")
+        bool,
+        typer.Option("--share/--no-share", help="Also open a public Gradio share link (off by default)."),
     ] = False,
 ) -> None:
-    """Serve a browser demo: upload a video, ask, see the keyframes, scores and answer (loads the model once)."""
+    """Serve a browser demo: upload a video, ask, see keyframes, scores and the answer (model loads once)."""
     if not gradio_available():
         print(MISSING_GRADIO, file=sys.stderr)
         raise typer.Exit(1)
@@ -72,7 +73,9 @@ def web(
 
     resolve_device(device)  # a bad --device or --allow-dir fails before the model loads
     real_dirs(allow_dir)
-    chain = SevilaChain(load_runtime_cli(model, checkpoint, device, trust_checkpoint), decoder, store=MemoryStore(16))
+    chain = SevilaChain(
+        load_runtime_cli(model, checkpoint, device, trust_checkpoint), decoder, store=MemoryStore(16)
+    )
     demo_svc = WebDemo(chain, allow_dirs=allow_dir, max_upload_mb=max_upload_mb)
     where = f"http://{host}:{port}"
     err_console.print(f"sevila web: {where} (model {model}; Ctrl+C stops)", highlight=False)

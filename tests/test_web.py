@@ -1,4 +1,4 @@
-"""``sevila web`` without a browser: the page's callbacks on the tiny model, upload checks, the Gradio app, the CLI."""
+"""``sevila web`` without a browser: callbacks on the tiny model, upload checks, the Gradio app, the CLI."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def demo(tiny_runtime, tmp_path):
 
 @pytest.fixture()
 def upload(video_file, tmp_path):
-    """A copy of the synthetic clip, as Gradio stores an upload (the demo deletes uploads when sessions end)."""
+    """A copy of the synthetic clip, as Gradio stores an upload (uploads are deleted when sessions end)."""
     path = tmp_path / "gradio" / "clip.mp4"
     path.parent.mkdir()
     path.write_bytes(Path(video_file).read_bytes())
@@ -98,7 +98,9 @@ def test_compare_encodes_the_video_once_per_candidate_count(demo, upload):
 
 def test_compare_one_candidate_count_runs_the_vit_once(demo, upload):
     encoder, store = demo.chain.pipeline.encoder, demo.chain.store
-    same = [c.name for c in web_selectors() if demo.chain.pipeline.selector(c.name).num_candidates(32, 4) == 32]
+    same = [
+        c.name for c in web_selectors() if demo.chain.pipeline.selector(c.name).num_candidates(32, 4) == 32
+    ]
     assert len(same) >= 2
     list(demo.compare(_fields(demo, upload), same))
     assert encoder.decoded == 1 and store.stats()["writes"] == 1
@@ -196,7 +198,10 @@ def test_page_errors_are_one_escaped_line():
     from sevila_tools.web.app import page_error
 
     err = page_error(VideoError("not a readable video: <b>x.mp4</b> (invalid data)"))
-    assert isinstance(err, gr.Error) and err.message == "not a readable video: &lt;b&gt;x.mp4&lt;/b&gt; (invalid data)"
+    assert (
+        isinstance(err, gr.Error)
+        and err.message == "not a readable video: &lt;b&gt;x.mp4&lt;/b&gt; (invalid data)"
+    )
     other = page_error(RuntimeError("boom\nsecond line"))
     assert other.message == "internal error (details in the server log): RuntimeError: boom second line"
 
@@ -231,6 +236,15 @@ def test_cli_help_lists_the_options():
 
     result = CliRunner().invoke(app, ["web", "--help"])
     assert result.exit_code == 0
-    for opt in ("--model", "--checkpoint", "--trust-checkpoint", "--device", "--host", "--port", "--allow-dir",
-                "--max-upload-mb", "--share"):
+    for opt in (
+        "--model",
+        "--checkpoint",
+        "--trust-checkpoint",
+        "--device",
+        "--host",
+        "--port",
+        "--allow-dir",
+        "--max-upload-mb",
+        "--share",
+    ):
         assert opt in result.output

@@ -1,4 +1,4 @@
-"""The Gradio page of ``sevila web``: inputs, the answer tab, the selector comparison tab, the queue and launch.
+"""The Gradio page of ``sevila web``: inputs, the answer tab, the selector comparison tab, queue and launch.
 
 The callbacks here only adapt :class:`~sevila_tools.web.callbacks.WebDemo` values to components; every error a
 user can cause becomes a readable ``gr.Error`` line on the page (never a stack trace).
@@ -35,7 +35,7 @@ def page_error(exc: BaseException) -> gr.Error:
         text = f"internal error (details in the server log): {one_line(exc)}"
     else:
         text = one_line(exc)
-    return gr.Error(html.escape(text), title="Cannot run", print_exception=False)
+    return gr.Error(html.escape(text), title="Cannot run", duration=None, print_exception=False)
 
 
 def _session(request: gr.Request | None) -> str | None:
@@ -61,14 +61,22 @@ def _inputs_block(demo_svc: WebDemo) -> dict[str, gr.components.Component]:
     default = LocalizeRequest.model_fields["selector"].default
     with gr.Row():
         with gr.Column():
-            video = gr.File(label="Video", file_types=list(VIDEO_EXTENSIONS), type="filepath", elem_id="sevila-video")
+            video = gr.File(
+                label="Video", file_types=list(VIDEO_EXTENSIONS), type="filepath", elem_id="sevila-video"
+            )
             path = gr.Textbox(
-                label="...or a video path on the server", visible=bool(demo_svc.allow_dirs),
-                info="under: " + ", ".join(str(d) for d in demo_svc.allow_dirs), elem_id="sevila-path",
+                label="...or a video path on the server",
+                value="",
+                visible=bool(demo_svc.allow_dirs),
+                info="under: " + ", ".join(str(d) for d in demo_svc.allow_dirs),
+                elem_id="sevila-path",
             )
             question = gr.Textbox(label="Question", elem_id="sevila-question")
             options = gr.Textbox(
-                label="Options", lines=5, elem_id="sevila-options",
+                label="Options",
+                value="",
+                lines=5,
+                elem_id="sevila-options",
                 info="one per line, 2 to 5; leave empty for an open (free-text) answer",
             )
         with gr.Column():
@@ -76,14 +84,23 @@ def _inputs_block(demo_svc: WebDemo) -> dict[str, gr.components.Component]:
             keyframes = gr.Slider(1, 16, value=4, step=1, label="Keyframes")
             selector = gr.Dropdown(
                 choices=[(f"{c.name}: {c.description}", c.name) for c in selectors],
-                value=default, label="Selector", elem_id="sevila-selector",
+                value=default,
+                label="Selector",
+                elem_id="sevila-selector",
             )
             with gr.Row():
-                start = gr.Number(label="Start (s, optional)", value=None, minimum=0)
-                end = gr.Number(label="End (s, optional)", value=None, minimum=0)
+                start = gr.Number(label="Start (s; 0 = from the beginning)", value=0, minimum=0)
+                end = gr.Number(label="End (s; 0 = to the end)", value=0, minimum=0)
     return {
-        "video": video, "video_path": path, "question": question, "options": options, "num_frames": frames,
-        "num_keyframes": keyframes, "selector": selector, "start": start, "end": end,
+        "video": video,
+        "video_path": path,
+        "question": question,
+        "options": options,
+        "num_frames": frames,
+        "num_keyframes": keyframes,
+        "selector": selector,
+        "start": start,
+        "end": end,
     }
 
 
@@ -97,27 +114,42 @@ def _answer_tab(demo_svc: WebDemo, inputs: dict[str, gr.components.Component]) -
     with gr.Row():
         answer = gr.Textbox(label="Answer", interactive=False, elem_id="sevila-answer")
         probs = gr.Label(label="Option probabilities", num_top_classes=5, elem_id="sevila-probs")
-    gallery = gr.Gallery(label="Keyframes", columns=4, height="auto", elem_id="sevila-keyframes")
+    gallery = gr.Gallery(
+        label="Keyframes", columns=4, rows=1, height=320, object_fit="contain", elem_id="sevila-keyframes"
+    )
     timeline = gr.Image(label="Score timeline (keyframes in red)", type="filepath", elem_id="sevila-timeline")
     result_json = gr.File(label="Download JSON (the full typed result)", elem_id="sevila-json")
 
     def answer_fn(
-        video: str | None, video_path: str | None, question: str, options: str, num_frames: float,
-        num_keyframes: float, selector: str, start: float | None, end: float | None,
+        video: str | None,
+        video_path: str | None,
+        question: str,
+        options: str,
+        num_frames: float,
+        num_keyframes: float,
+        selector: str,
+        start: float | None,
+        end: float | None,
         request: gr.Request,
     ) -> Iterator[tuple[Any, ...]]:
         session = _session(request)
         yield ("encoding the video ...", None, [], "", None, None)
         try:
-            fields = demo_svc.fields(video, video_path, question, options, num_frames, num_keyframes, start, end, session)
+            fields = demo_svc.fields(
+                video, video_path, question, options, num_frames, num_keyframes, start, end, session
+            )
             for stage in demo_svc.run(fields, selector, session):
                 yield _stage_outputs(stage)
         except Exception as exc:  # noqa: BLE001 - every error becomes one readable line on the page
             raise page_error(exc) from None
 
     button.click(
-        answer_fn, inputs=_pick(inputs, ANSWER_ARGS), outputs=[status, timeline, gallery, answer, probs, result_json],
-        api_name="answer", concurrency_limit=1, concurrency_id=MODEL_QUEUE,
+        answer_fn,
+        inputs=_pick(inputs, ANSWER_ARGS),
+        outputs=[status, timeline, gallery, answer, probs, result_json],
+        api_name="answer",
+        concurrency_limit=1,
+        concurrency_id=MODEL_QUEUE,
     )
 
 
@@ -125,8 +157,10 @@ def _compare_tab(demo_svc: WebDemo, inputs: dict[str, gr.components.Component]) 
     selectors = web_selectors()
     default = LocalizeRequest.model_fields["selector"].default
     choose = gr.CheckboxGroup(
-        choices=[c.name for c in selectors], value=list(dict.fromkeys([selectors[0].name, default])),
-        label="Selectors to compare (the video is encoded once and reused)", elem_id="sevila-compare-choice",
+        choices=[c.name for c in selectors],
+        value=list(dict.fromkeys([selectors[0].name, default])),
+        label="Selectors to compare (the video is encoded once and reused)",
+        elem_id="sevila-compare-choice",
     )
     button = gr.Button("Compare selectors", variant="primary", elem_id="sevila-compare")
     status = gr.Markdown(elem_id="sevila-compare-status")
@@ -147,26 +181,42 @@ def _compare_tab(demo_svc: WebDemo, inputs: dict[str, gr.components.Component]) 
             if run is None:
                 out += [gr.skip(), gr.skip()]
             else:
-                text = f"⚠️ {html.escape(run.error)}" if run.error else html.escape(run.answer)
+                times = ", ".join(f"{t:.2f}" for t in run.times)
+                text = f"{html.escape(run.answer)}\n\nkeyframes at {times} s"
+                if run.error:
+                    text = f"⚠️ {html.escape(run.error)}"
                 out += [text, run.gallery]
         return out
 
     def compare_fn(
-        video: str | None, video_path: str | None, question: str, options: str, num_frames: float,
-        num_keyframes: float, start: float | None, end: float | None, chosen: list[str], request: gr.Request,
+        video: str | None,
+        video_path: str | None,
+        question: str,
+        options: str,
+        num_frames: float,
+        num_keyframes: float,
+        start: float | None,
+        end: float | None,
+        chosen: list[str],
+        request: gr.Request,
     ) -> Iterator[list[Any]]:
         yield updates(Comparison(status="encoding the video ..."))
         try:
-            fields = demo_svc.fields(video, video_path, question, options, num_frames, num_keyframes, start, end,
-                                     _session(request))
+            fields = demo_svc.fields(
+                video, video_path, question, options, num_frames, num_keyframes, start, end, _session(request)
+            )
             for cmp in demo_svc.compare(fields, chosen):
                 yield updates(cmp)
         except Exception as exc:  # noqa: BLE001
             raise page_error(exc) from None
 
     button.click(
-        compare_fn, inputs=[*_pick(inputs, COMPARE_ARGS), choose], outputs=[status, *rows, *cells],
-        api_name="compare", concurrency_limit=1, concurrency_id=MODEL_QUEUE,
+        compare_fn,
+        inputs=[*_pick(inputs, COMPARE_ARGS), choose],
+        outputs=[status, *rows, *cells],
+        api_name="compare",
+        concurrency_limit=1,
+        concurrency_id=MODEL_QUEUE,
     )
 
 
@@ -195,8 +245,14 @@ def launch(demo_svc: WebDemo, host: str = "127.0.0.1", port: int = 7860, share: 
     demo = build_app(demo_svc)
     try:
         demo.launch(
-            server_name=host, server_port=port, share=share, max_file_size=int(demo_svc.max_upload_mb * MIB),
-            allowed_paths=[str(demo_svc.work_dir)], show_error=False, ssr_mode=False, inbrowser=False,
+            server_name=host,
+            server_port=port,
+            share=share,
+            max_file_size=int(demo_svc.max_upload_mb * MIB),
+            allowed_paths=[str(demo_svc.work_dir)],
+            show_error=False,
+            ssr_mode=False,
+            inbrowser=False,
         )
     finally:
         demo_svc.close()

@@ -1,8 +1,8 @@
-"""What the web page runs, without Gradio: the forward chain in stages, the selector comparison, session files.
+"""What the web page runs, without Gradio: the forward chain in stages, selector comparison, session files.
 
-:class:`WebDemo` owns one :class:`~sevila_tools.chain.SevilaChain` (one model, one feature store) and turns page
-inputs into typed requests; its generators yield :class:`Stage` / :class:`Comparison` values as each step ends,
-which :mod:`sevila_tools.web.app` maps onto Gradio components.
+:class:`WebDemo` owns one :class:`~sevila_tools.chain.SevilaChain` (one model, one feature store) and turns
+page inputs into typed requests; its generators yield :class:`Stage` / :class:`Comparison` values as each
+step ends, which :mod:`sevila_tools.web.app` maps onto Gradio components.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ class SelectorRun:
 
     name: str
     gallery: list[GalleryItem] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)  # keyframe times (s)
     answer: str = ""
     error: str | None = None
     result: BaseModel | None = None
@@ -72,6 +73,11 @@ def parse_options(text: str | Sequence[str] | None) -> list[str]:
     return options
 
 
+def _window(value: float | None) -> float | None:
+    """A window bound from a number field: empty or 0 means "not set" (the whole video on that side)."""
+    return float(value) if value else None
+
+
 def web_selectors() -> list[type[Selector]]:
     """Registered selectors usable without a gold answer, in listing order."""
     return sorted((c for c in REGISTRY.values() if not c.needs_gold), key=lambda c: (c.rank, c.name))
@@ -85,7 +91,9 @@ def caption(kf: KeyFrame) -> str:
 
 def answer_label(options: Sequence[str], probs: Sequence[float]) -> dict[str, float]:
     """``{"(A) option": probability}`` for a probability bar per option."""
-    return {f"({LETTERS[i]}) {text}": float(p) for i, (text, p) in enumerate(zip(options, probs, strict=True))}
+    return {
+        f"({LETTERS[i]}) {text}": float(p) for i, (text, p) in enumerate(zip(options, probs, strict=True))
+    }
 
 
 class WebDemo:
@@ -161,9 +169,17 @@ class WebDemo:
 
     # ------------------------------------------------------------------ requests
     def fields(
-        self, upload: str | None, server_path: str | None, question: str, options: str | Sequence[str] | None,
-        num_frames: float, num_keyframes: float, start: float | None, end: float | None,
-        session: str | None = None, display_name: str | None = None,
+        self,
+        upload: str | None,
+        server_path: str | None,
+        question: str,
+        options: str | Sequence[str] | None,
+        num_frames: float,
+        num_keyframes: float,
+        start: float | None,
+        end: float | None,
+        session: str | None = None,
+        display_name: str | None = None,
     ) -> dict[str, Any]:
         """Checked request fields (video, question, options, frames, keyframes, window)."""
         opts = parse_options(options)
@@ -171,8 +187,13 @@ class WebDemo:
             self._uploads.setdefault(session or LOCAL_SESSION, set()).add(str(upload))
         video = pick_video(upload, server_path, self.allow_dirs, int(self.max_upload_mb * MIB), display_name)
         return {
-            "video": video, "question": question or "", "options": opts, "num_frames": int(num_frames),
-            "num_keyframes": int(num_keyframes), "start": start, "end": end,
+            "video": video,
+            "question": question or "",
+            "options": opts,
+            "num_frames": int(num_frames),
+            "num_keyframes": int(num_keyframes),
+            "start": _window(start),
+            "end": _window(end),
         }
 
     def _gallery(self, video: str, keyframes: Sequence[KeyFrame]) -> list[GalleryItem]:
@@ -199,7 +220,9 @@ class WebDemo:
         ``SevilaChain.ask``'s ``AskResult`` (free text)."""
         fields = {**fields, "selector": selector}
         loc_req = LocalizeRequest.model_validate(fields)
-        req = ForwardRequest.model_validate(fields) if fields["options"] else AskRequest.model_validate(fields)
+        req = (
+            ForwardRequest.model_validate(fields) if fields["options"] else AskRequest.model_validate(fields)
+        )
         with self._lock:
             ev = self.chain.encode(loc_req)
             loc = localize_result(loc_req, ev, self.chain.localizer.select(loc_req, ev), self.runtime)
@@ -209,7 +232,10 @@ class WebDemo:
             with self._lock:
                 result = self.chain.forward_encoded(req, ev)
             final_loc, ans = result.localization, result.answer
-            answer, probs = f"({ans.answer_letter}) {ans.answer_text}", answer_label(ans.options, ans.option_probs)
+            answer, probs = (
+                f"({ans.answer_letter}) {ans.answer_text}",
+                answer_label(ans.options, ans.option_probs),
+            )
             final_keys = final_loc.keyframes
         else:
             with self._lock:
@@ -218,8 +244,13 @@ class WebDemo:
         if [k.frame_index for k in final_keys] != [k.frame_index for k in loc.keyframes]:
             timeline, gallery = self._timeline(final_loc, session), self._gallery(loc.video, final_keys)
         yield Stage(
-            status="done", timeline=timeline, gallery=gallery, answer=answer, probs=probs,
-            json_path=self._json(result, session), result=result,
+            status="done",
+            timeline=timeline,
+            gallery=gallery,
+            answer=answer,
+            probs=probs,
+            json_path=self._json(result, session),
+            result=result,
         )
 
     # ------------------------------------------------------------------ the comparison tab
@@ -235,7 +266,10 @@ class WebDemo:
         out = Comparison(status="")
         for i, name in enumerate(names):
             out.runs[name] = self._compare_one(fields, name, encoded)
-            out.status = f"{i + 1}/{len(names)} selectors done; video encoded {len(encoded)}x"
+            out.status = (
+                f"{i + 1}/{len(names)} selectors done; video encoded {len(encoded)}x "
+                "(once per candidate count, shared by the selectors)"
+            )
             yield out
 
     def _compare_one(self, fields: dict[str, Any], name: str, encoded: dict[int, Any]) -> SelectorRun:
@@ -245,17 +279,20 @@ class WebDemo:
         try:
             req_fields = {**fields, "selector": name}
             with self._lock:
-                n = self.chain.pipeline.selector(name).num_candidates(fields["num_frames"], fields["num_keyframes"])
+                n = self.chain.pipeline.selector(name).num_candidates(
+                    fields["num_frames"], fields["num_keyframes"]
+                )
                 if n not in encoded:
                     encoded[n] = self.chain.encode(LocalizeRequest.model_validate(req_fields))
                 if fields["options"]:
                     res = self.chain.forward_encoded(ForwardRequest.model_validate(req_fields), encoded[n])
                     keys, ans = res.localization.keyframes, res.answer
-                    run.answer = f"({ans.answer_letter}) {ans.answer_text} · p={ans.option_probs[ans.answer_index]:.3f}"
+                    p = ans.option_probs[ans.answer_index]
+                    run.answer = f"({ans.answer_letter}) {ans.answer_text} · p={p:.3f}"
                 else:
                     res = self.chain.ask(AskRequest.model_validate(req_fields))
                     keys, run.answer = res.keyframes, res.answer_text
-            run.result = res
+            run.result, run.times = res, [k.time for k in keys]
             run.gallery = self._gallery(fields["video"], keys)
         except SevilaError as exc:
             run.error = str(exc)

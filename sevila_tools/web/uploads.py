@@ -1,6 +1,6 @@
-"""Checks on the video a web user gives: an upload (size, extension, decodable) or a path under an allowed folder.
+"""Checks on the video a web user gives: an upload (size, extension, decodes) or a path in an allowed folder.
 
-Every refusal is a one-line :class:`~sevila_tools.errors.SevilaError` that names the file by its base name only
+Every refusal is a one-line :class:`~sevila_tools.errors.SevilaError` naming the file by its base name only
 (server-side temporary paths never reach the page).
 """
 
@@ -14,7 +14,19 @@ from sevila_tools.errors import InputError, VideoError
 
 #: file extensions offered by the upload widget and accepted by :func:`check_upload`
 VIDEO_EXTENSIONS: tuple[str, ...] = (
-    ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts", ".ogv",
+    ".mp4",
+    ".m4v",
+    ".mov",
+    ".mkv",
+    ".webm",
+    ".avi",
+    ".mpg",
+    ".mpeg",
+    ".wmv",
+    ".flv",
+    ".3gp",
+    ".ts",
+    ".ogv",
 )
 MIB = 1 << 20
 
@@ -47,13 +59,9 @@ def check_upload(path: str | os.PathLike[str], max_bytes: int, display_name: str
         raise VideoError(f"the upload of {shown} is gone; upload it again")
     size = p.stat().st_size
     if size > max_bytes:
-        raise InputError(
-            f"{shown} is {size / MIB:.1f} MB; uploads are limited to {max_bytes / MIB:.0f} MB"
-        )
+        raise InputError(f"{shown} is {size / MIB:.1f} MB; uploads are limited to {max_bytes / MIB:.0f} MB")
     if p.suffix.lower() not in VIDEO_EXTENSIONS:
-        raise InputError(
-            f"{shown} is not a video file (expected one of: {' '.join(VIDEO_EXTENSIONS)})"
-        )
+        raise InputError(f"{shown} is not a video file (expected one of: {' '.join(VIDEO_EXTENSIONS)})")
     if size == 0:
         raise VideoError(f"not a readable video: {shown} (empty file)")
     _readable(p, shown)
@@ -106,4 +114,6 @@ def pick_video(
         return check_upload(upload, max_bytes, display_name)
     if has_path:
         return resolve_server_path(server_path or "", allow_dirs)
-    raise InputError("no video: upload one" + (" or give a path under an allowed folder" if allow_dirs else ""))
+    raise InputError(
+        "no video: upload one" + (" or give a path under an allowed folder" if allow_dirs else "")
+    )
