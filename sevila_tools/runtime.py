@@ -1,18 +1,7 @@
-"""The shared SeViLA runtime: one model, one tokenizer, one device/precision policy.
+"""The shared SeViLA runtime: one model, one tokenizer, one device and precision policy.
 
-Every tool (Localizer, Answerer, PseudoLabeller), selector, evaluation run, training stage and benchmark
-calls the methods below; they are the only place where SeViLA's T5 inputs are assembled (``sevila.md`` §5-9):
-
-* ``vit``: raw ViT features, computed once per frame set and shared by both branches;
-* ``localizer_logits``: per frame ``[embed("Frame: ") | Q_loc (32) | loc_text]``, one encoder pass and one
-  decoder step from the decoder start token; returns the yes/no logits (ranking uses the raw yes logit);
-* ``answer``: ``[P1 | Q1 | ... | Pk | Qk | qa_text]`` with ``Pi = embed("Frame {i}: ")``; faithful decoding
-  (step 0 greedy, step 1 restricted to option letters) or teacher-forced (``[start, "▁Option"]``);
-* ``frame_answers``: the single-frame Answerer layout (pseudo-labels, voting baseline);
-* ``localizer_loss`` / ``answerer_loss``: T5 LM losses for training.
-
-Text is tokenized with ``padding="longest", truncation=True, max_length=77`` over the questions of a batch,
-exactly as the official code does.
+Every tool, selector, run and training stage goes through it; it is the only place where SeViLA's T5 inputs
+are assembled (input layouts, decoding rules, token ids: ``docs/method.md``).
 """
 
 from __future__ import annotations
@@ -33,7 +22,7 @@ log = logging.getLogger("sevila_tools.runtime")
 
 MAX_TEXT_LEN = 77
 Decoding = Literal["faithful", "teacher_forced"]
-#: ids of the real Flan-T5 tokenizer (``sevila.md`` §2.2); checked whenever that tokenizer is in use
+#: ids of the real Flan-T5 tokenizer (docs/method.md, "Token ids"); checked whenever that tokenizer is in use
 FLAN_T5_IDS = {"yes": 4273, "no": 150, "letters": [71, 272, 205, 309, 262]}
 FLAN_T5_VOCAB = 32100
 
@@ -348,8 +337,8 @@ class SevilaRuntime:
     ) -> AnswerOutput:
         """Single-frame Answerer on every frame of ``(B, T, L, D)``; logits come back as ``(B*T, n)``.
 
-        Teacher-forced is what the reverse chain uses for pseudo-labels (``sevila.md`` §9.2); faithful is the
-        official uniform single-frame path (voting baseline)."""
+        Teacher-forced is what the reverse chain uses for pseudo-labels (docs/method.md, "Pseudo-labels");
+        faithful is the official uniform single-frame path (voting baseline)."""
         embeds, mask, truncated = self.single_frame_inputs(raw, qa_texts, "answerer")
         logits, step0 = self._decode_options(embeds, mask, num_options, decoding)
         return AnswerOutput(letter_logits=logits, step0_tokens=step0, truncated=truncated)
