@@ -1,24 +1,7 @@
-"""SeViLA model: one frozen ViT, one frozen Flan-T5 and two trainable Q-Former branches.
+"""The SeViLA network: a frozen ViT, a frozen Flan-T5 and two trainable Q-Former branches (Answerer, Localizer).
 
-Built from Hugging Face ``transformers`` BLIP-2 / T5 submodules, called directly (never through
-``Blip2ForConditionalGeneration.forward`` and its image-placeholder mechanics, which cannot express SeViLA's
-per-frame and interleaved multi-frame T5 inputs; spec ``sevila.md`` §2.5, §12).
-
-Module names (= state-dict prefixes):
-
-================================  ==========================================  ===================
-toolkit                           LAVIS / official                            role
-================================  ==========================================  ===================
-``vision_model``                  ``visual_encoder``                          frozen EVA ViT-g
-``ln_vision``                     ``ln_vision``                               answerer LayerNorm
-``qformer`` / ``query_tokens``    ``Qformer.bert`` / ``query_tokens``         answerer Q-Former
-``language_projection``           ``t5_proj``                                 answerer projection
-``ln_vision_loc`` ...             ``ln_vision_loc``, ``Qformer_loc`` ...      localizer branch
-``language_model``                ``t5_model``                                frozen Flan-T5
-================================  ==========================================  ===================
-
-The ViT runs once per frame set and returns the *raw* output of its last block (no ``post_layernorm``);
-each branch applies its own ``LayerNorm(eps=1e-5)`` (LAVIS computes it in fp32).
+Built from Hugging Face BLIP-2 / T5 submodules that are called directly; module names, their LAVIS names and the
+raw-feature rule: ``docs/method.md``, "Model parts and names".
 """
 
 from __future__ import annotations
