@@ -1,18 +1,6 @@
-"""SeViLA checkpoints: LAVIS key conversion, strict coverage checks and safe loading.
+"""SeViLA checkpoints: LAVIS-to-toolkit key conversion, strict coverage checks, merge rules and safe loading.
 
-Accepted inputs (``sevila.md`` §11-12):
-
-* an official LAVIS/SeViLA ``.pth`` (``{"model": state_dict, "optimizer": ..., ...}`` or a bare state dict)
-  holding both Q-Former branches (``sevila_pretrained.pth``), only the localizer (own QVHighlights
-  pre-training: merged with the base answerer), only the answerer, or a full LAVIS state dict with
-  ``visual_encoder.*`` and ``t5_model.*``;
-* a checkpoint written by this toolkit (same container, toolkit key names, ``"format": "sevila_tools"``);
-* a ``.safetensors`` file with either naming.
-
-Every key is accounted for: keys that map nowhere and partially present parts are reported *by name* in a
-:class:`~sevila_tools.errors.CheckpointError`, never ignored. The only keys dropped on purpose are listed in
-:data:`DROPPED_FAMILIES` (buffers and the text-only half of the Q-Former, which SeViLA deletes) and are
-counted in the load report.
+Accepted files, the key mapping and what happens to each part: ``docs/method.md``, "Checkpoints".
 """
 
 from __future__ import annotations
@@ -116,7 +104,7 @@ class ConversionReport:
 
 
 def convert_lavis_state_dict(sd: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], ConversionReport]:
-    """Convert LAVIS/SeViLA names to toolkit names (``sevila.md`` §12, pitfalls 1-4)."""
+    """Convert LAVIS/SeViLA names to toolkit names (docs/method.md, "Checkpoints")."""
     out: dict[str, torch.Tensor] = {}
     report = ConversionReport()
     qv: dict[str, dict[str, torch.Tensor]] = {}
