@@ -1,16 +1,5 @@
-"""Building a :class:`~sevila_tools.runtime.SevilaRuntime` from a model source and a SeViLA checkpoint.
-
-Model sources (``--model``):
-
-* ``tiny-random`` - SeViLA at toy size with seeded random weights (tests, demo); says so in every output;
-* a folder written by ``sevila convert`` (``sevila_config.json`` + ``model.safetensors`` + tokenizer): loads
-  offline in one call, nothing else needed;
-* a Hugging Face BLIP-2 Flan-T5 id or folder (default ``Salesforce/blip2-flan-t5-xl``): ViT, T5 and the
-  answerer branch; downloaded on first use through ``huggingface_hub`` (``HF_HUB_OFFLINE=1`` is respected).
-
-SeViLA weights (``--checkpoint``): ``auto`` (the default: ``sevila_pretrained.pth`` from the ``Shoubin/SeViLA``
-hub repo for a BLIP-2 base, nothing for ``tiny-random`` and converted folders), ``none``, a local file, or
-``hf://<repo>/<file>``. Without localizer weights the localizer starts as a copy of the answerer.
+"""Building a :class:`~sevila_tools.runtime.SevilaRuntime` from a model source (``--model``) and a SeViLA
+checkpoint (``--checkpoint``); sources, defaults, merge rules and precision: ``docs/method.md``.
 """
 
 from __future__ import annotations
