@@ -1,9 +1,5 @@
-"""The ``tiny-random`` model preset: SeViLA's architecture at toy size with seeded random weights.
-
-Used by the test suite and ``make demo`` (no download, builds in well under a second). The tokenizer is a
-T5-style Unigram tokenizer built in memory with T5's id layout (``<pad>``=0, ``</s>``=1, ``<unk>``=2, pieces,
-then 100 ``<extra_id_*>``), so token ids differ from Flan-T5's; the runtime derives every id it needs from the
-tokenizer. Outputs made with this preset carry ``random_weights=True``.
+"""The ``tiny-random`` preset: SeViLA's layout at toy size, seeded random weights and an in-memory T5-style
+tokenizer (tests, ``make demo``; its token ids differ from Flan-T5's, see ``docs/method.md``, "Token ids").
 """
 
 from __future__ import annotations
