@@ -1,8 +1,5 @@
-"""User-facing error types.
-
-Every error a user can cause (bad path, bad option, wrong checkpoint...) is raised as a
-:class:`SevilaError` whose message is one line naming the problem. The CLI prints that line to
-stderr and exits non-zero; ``--debug`` shows the traceback instead.
+"""User-facing errors: one line naming the problem, printed by the CLI before a non-zero exit
+(``docs/architecture.md``, "Errors").
 """
 
 from __future__ import annotations
