@@ -1,10 +1,6 @@
 """sevila_tools: SeViLA (Self-Chained Video Localization-Answering) as typed tools over one BLIP-2 runtime.
 
->>> from sevila_tools import load_runtime, SevilaChain
->>> chain = SevilaChain(load_runtime("tiny-random"))  # doctest: +SKIP
->>> chain.forward({"video": "clip.mp4", "question": "...", "options": ["a", "b"]})  # doctest: +SKIP
-
-Names are imported lazily so that light sub-packages (scorers, schemas) do not pull in torch/transformers.
+Exports resolve lazily, so light sub-packages do not import torch; the package map is ``docs/architecture.md``.
 """
 
 from __future__ import annotations
