@@ -1,18 +1,6 @@
-"""SeViLA as LangChain tools (langchain-core ``StructuredTool``).
+"""SeViLA as LangChain tools (``StructuredTool``) over one shared :class:`ToolService`.
 
->>> from sevila_tools.agents.langchain_tools import build_tools
->>> tools = build_tools(model="tiny-random", allow_dirs=["."])  # doctest: +SKIP
->>> [t.name for t in tools]  # doctest: +SKIP
-['list_selectors', 'localize_keyframes', 'answer_video_question', 'ask_video', 'pseudo_label_frames']
-
-Each tool's ``args_schema`` is the library's pydantic request model (argument names ``video``, ``question``,
-``options``, ``num_frames``, ``num_keyframes``, ``start``, ``end``, ``selector``...), so validation, defaults and
-limits are the same as in Python and over MCP. Tools use ``response_format="content_and_artifact"``: the
-``ToolMessage`` content is a compact JSON string (keyframe times in seconds, scores, the answer and option
-probabilities) and the artifact is ``{"result": <full result dict>, "thumbnails": [<JPEG paths of the
-keyframes>]}``. Bad arguments and failures come back as an error ``ToolMessage`` (``status="error"``) with a
-one-line message instead of raising, so the agent loop continues. All tools share one :class:`ToolService`
-(one runtime, loaded once on first use; one worker thread serving the calls in order).
+Tool names, arguments, what the model and the artifact receive, and error handling: ``docs/agents.md``.
 """
 
 from __future__ import annotations
