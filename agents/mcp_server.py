@@ -1,17 +1,6 @@
-"""SeViLA tools over the Model Context Protocol (official ``mcp`` SDK 2.x, ``MCPServer``).
+"""SeViLA tools over the Model Context Protocol (``MCPServer`` of the official ``mcp`` SDK).
 
-``create_server(...)`` returns an :class:`mcp.server.mcpserver.MCPServer` exposing the same five tools as the
-LangChain layer (:data:`sevila_tools.agents.service.TOOL_SPECS`): the input schema of each tool is built from its
-pydantic request model (same argument names, defaults, limits and descriptions), and the output schema is the
-result model, so every call returns ``structuredContent`` (the full result, validated against that schema) plus a
-compact JSON text block for the model (optionally followed by JPEG keyframe thumbnails, ``images=True``).
-
-Tool functions are ``async``: validation and the path check run on the event loop, the model work is queued on
-the service's single worker thread and awaited without blocking the loop, so concurrent requests are served one
-after another on the one model, each with its own result. Errors (bad arguments, a path outside the allowed
-folders, an unreadable video) come back as ``isError`` results with one line of text.
-
-Run it with ``sevila mcp`` (stdio) or ``sevila mcp --http PORT`` (streamable HTTP on 127.0.0.1).
+Schemas, results, concurrency, path checks and transports: ``docs/agents.md``, "MCP server".
 """
 
 from __future__ import annotations
