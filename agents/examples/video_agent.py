@@ -1,17 +1,5 @@
-"""Example: a LangChain agent that answers a question about a video by calling the SeViLA tools.
-
-Runs against any OpenAI-compatible chat endpoint (OpenAI, vLLM, llama.cpp server, Ollama, LM Studio...)::
-
-    pip install langchain-openai
-    export OPENAI_BASE_URL=http://localhost:8000/v1   # omit for api.openai.com
-    export OPENAI_API_KEY=sk-...                       # any string for local servers
-    export SEVILA_AGENT_MODEL=gpt-4o-mini              # a chat model with tool calling
-    python agents/examples/video_agent.py clip.mp4 "What does the man do after he opens the door?" \\
-        --option "he sits down" --option "he leaves" --option "he waves" --model tiny-random
-
-Without ``--option`` the agent may answer open-ended (``ask_video``). The final answer is printed on stdout; the
-tool calls and keyframe thumbnail paths go to stderr. ``build_agent`` also works with any LangChain chat model
-(the tests drive it with a fake one). The file is a plain script: import it by path if you need its functions.
+"""Example: a LangChain agent that answers a question about a video with the SeViLA tools, against any
+OpenAI-compatible chat endpoint (set-up and usage: ``docs/agents.md``, "Example agent").
 """
 
 from __future__ import annotations
