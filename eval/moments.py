@@ -1,10 +1,6 @@
-"""Per-frame Localizer decisions -> QVHighlights moments and saliency (``shared/spec/evaluation.md`` §6).
+"""Per-frame Localizer decisions -> QVHighlights moments and saliency.
 
-The official SeViLA code has no frame -> moment aggregation; this module implements the toolkit-defined rule:
-frames are "yes" by ``argmax`` of the (no, yes) logits (or ``p_yes >= yes_threshold``); a span opens
-on a "yes" frame and absorbs runs of at most ``span_threshold`` consecutive "no" frames between "yes"
-frames; each span becomes one window ``[edges[first] / fps, edges[last + 1] / fps]`` scored by the mean
-yes-probability over the span.
+The official code has no such rule; this toolkit's span rule is in ``docs/metrics.md``, "Windows from frame decisions".
 """
 
 from __future__ import annotations
@@ -20,7 +16,7 @@ from sevila_tools.errors import InputError
 
 
 class SpanConfig(BaseModel):
-    """Parameters of the span aggregation (defaults: ``evaluation.md`` §6 table).
+    """Parameters of the span aggregation (``docs/metrics.md``, "Windows from frame decisions").
 
     Attributes:
         decision: ``argmax`` (frame is yes iff yes-logit > no-logit, as ``blip2_fmr``) or ``threshold``
@@ -172,7 +168,7 @@ def submission_record(
     windows: list[list[float]],
     saliency: list[float] | None,
 ) -> dict[str, Any]:
-    """One QVHighlights submission line (``evaluation.md`` §5.1); ``qid`` is turned into the official int id.
+    """One QVHighlights submission line (fields: ``docs/metrics.md``); ``qid`` is turned into the official int id.
 
     Accepts ``2579``, ``"2579"`` or SeViLA's ``"QVHighlight_2579"``. ``saliency=None`` leaves out
     ``pred_saliency_scores`` (MR-only submission).
