@@ -1,4 +1,4 @@
-"""Exact SeViLA prompt strings (spec sevila.md §4)."""
+"""Exact SeViLA prompt strings (docs/method.md, "Prompt texts")."""
 
 import pytest
 
