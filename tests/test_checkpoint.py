@@ -1,7 +1,7 @@
 """LAVIS/SeViLA checkpoint conversion with strict checks, merge rules, HF BLIP-2 base and `convert` round trip.
 
-The synthetic LAVIS state dict is written from the key patterns of spec sevila.md §11.2 / §12 (at tiny size),
-not from the converter, so a wrong mapping rule fails here.
+The synthetic LAVIS state dict is written from the official key patterns (docs/method.md, "Checkpoints"; at
+tiny size), not from the converter, so a wrong mapping rule fails here.
 """
 
 import argparse
