@@ -113,9 +113,10 @@ class SelfRefinement:
             return record
         labels = self._labels(it)
         record["pseudo_labels"] = {k: labels.get(k) for k in ("file", "records", "positive_rate", "epochs")}
-        record["refine"] = self._train(
-            "refine", it, self.samples, labels=Path(labels["file"]), val=self.val_samples
-        )
+        label_file = (
+            self.out / f"iter_{it}" / "labels" / LABELS_NAME
+        )  # the summary is on the main process only
+        record["refine"] = self._train("refine", it, self.samples, labels=label_file, val=self.val_samples)
         if not record["refine"]["complete"]:
             return record
         if self.val_samples:
