@@ -31,6 +31,8 @@ from sevila_tools.schemas import (
     KeyFrame,
     LocalizeRequest,
     LocalizeResult,
+    MomentsRequest,
+    MomentsResult,
     PseudoLabelRequest,
     PseudoLabelResult,
 )
@@ -161,6 +163,14 @@ def summarize_pseudo_label(res: PseudoLabelResult) -> dict[str, Any]:
     return _with_notice(out, res.notice)
 
 
+def summarize_moments(res: MomentsResult) -> dict[str, Any]:
+    """What the model reads from find_moments: the ranked windows (seconds) and the rule behind them."""
+    out = {"video": res.video, "query": res.query, "duration": _r(res.duration),
+           "windows": [{"start": _r(w[0]), "end": _r(w[1]), "score": _r(w[2], 4)} for w in res.pred_relevant_windows],
+           "note": res.span_rule}
+    return _with_notice(out, res.notice)
+
+
 def summarize_selectors(res: SelectorList) -> dict[str, Any]:
     return res.model_dump(mode="json")
 
@@ -241,6 +251,15 @@ TOOL_SPECS: tuple[ToolSpec, ...] = (
             "reliable." + _VIDEO_NOTE
         ),
         request_model=AskRequest, result_model=AskResult, method="ask", summarize=summarize_ask,
+    ),
+    ToolSpec(
+        name="find_moments",
+        description=(
+            "Find WHERE in a video a described moment happens (moment retrieval): scores `num_frames` frames for "
+            "the `query` text and returns ranked time windows [start, end, score] plus a saliency score per 2 s. "
+            "Use it for 'when does X happen' without answer options." + _VIDEO_NOTE
+        ),
+        request_model=MomentsRequest, result_model=MomentsResult, method="moments", summarize=summarize_moments,
     ),
     ToolSpec(
         name="pseudo_label_frames",
@@ -448,6 +467,12 @@ class ToolService:
             return VideoAnswerResult(localization=None, answer=answer)
         fwd = chain.forward(ForwardRequest.model_validate(req.model_dump(exclude={"timestamps"})))
         return VideoAnswerResult(localization=fwd.localization, answer=fwd.answer)
+
+    def _run_moments(self, req: MomentsRequest) -> MomentsResult:
+        from sevila_tools.eval.predict import find_moments
+
+        chain = self._ensure_chain()
+        return find_moments(chain.runtime, req, chain.pipeline.encoder)
 
     def _run_ask(self, req: AskRequest) -> AskResult:
         return self._ensure_chain().ask(req)

@@ -395,7 +395,9 @@ def demo(
     console.print(f"plot: {folder / 'demo_plot.png'}")
 
 
-COMMAND_MODULES = ("cmd_score", "cmd_eval", "cmd_ablate", "cmd_train", "cmd_mcp", "cmd_bench", "cmd_web")
+COMMAND_MODULES = (
+    "cmd_moments", "cmd_score", "cmd_eval", "cmd_ablate", "cmd_train", "cmd_mcp", "cmd_bench", "cmd_web",
+)
 for _name in COMMAND_MODULES:
     try:
         _mod = importlib.import_module(f"sevila_tools.cli.{_name}")

@@ -95,3 +95,30 @@ def error_record(sample: Sample, exc: BaseException, moments_task: bool) -> dict
     text = str(exc).strip()
     qid: Any = int(sample.qid) if moments_task else sample.qid
     return {"qid": qid, "video": sample.video_id, "error": text.splitlines()[0] if text else repr(exc)}
+
+
+#: the prompt style of moment retrieval (the Localizer asked whether a frame shows the query)
+MOMENTS_PROMPTS = "query_relevance"
+
+
+def find_moments(runtime: Any, request: Any, encoder: Any = None) -> Any:
+    """``sevila moments`` / the ``find_moments`` agent tool: ranked windows and saliency for a query on any
+    video, computed exactly as ``sevila eval`` does for QVHighlights (:func:`moments`)."""
+    from sevila_tools.encoding import FrameSpec, VideoEncoder
+    from sevila_tools.results import model_info, notice
+    from sevila_tools.schemas import FrameDecision, MomentsRequest, MomentsResult
+
+    req = MomentsRequest.model_validate(request if isinstance(request, dict) else request.model_dump())
+    enc = encoder or VideoEncoder(runtime)
+    pipeline = Pipeline(runtime, encoder=enc, prompts=MOMENTS_PROMPTS)
+    ev = enc.encode(FrameSpec(req.video, req.num_frames, req.start, req.end))
+    duration = ev.frames.num_video_frames / ev.frames.fps
+    span = SpanConfig(span_threshold=req.span_threshold, max_windows=req.max_windows)
+    m = moments(pipeline, [(ev, Query(req.query))], [duration], span)[0]
+    frames = [FrameDecision(time=t, yes_prob=p, relevant=bool(y))
+              for t, p, y in zip(m.frame_sec, m.yes_prob, m.frame_yes, strict=True)]
+    return MomentsResult(
+        video=req.video, query=req.query, duration=round(duration, 4), pred_relevant_windows=m.windows,
+        pred_saliency_scores=m.saliency, frames=frames, span_rule=MOMENTS_NOTE, model=model_info(runtime),
+        notice=notice(runtime),
+    )

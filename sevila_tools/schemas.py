@@ -253,3 +253,52 @@ class AskResult(BaseModel):
     keyframes: list[KeyFrame]
     model: ModelInfo
     notice: str | None = None
+
+
+class MomentsRequest(BaseModel):
+    """Moment retrieval on any video: windows where the Localizer says the query is shown."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    video: str = Field(description="Path to a video file (any container ffmpeg reads).")
+    query: str = Field(description="What to look for, in words (e.g. 'a chef slices onions').")
+    num_frames: int = Field(default=75, ge=2, le=256, description="Frames scored (75 = one per 2 s of 150 s).")
+    start: float | None = Field(default=None, ge=0, description="Only use the video from this time (seconds).")
+    end: float | None = Field(default=None, gt=0, description="Only use the video up to this time (seconds).")
+    max_windows: int = Field(default=10, ge=1, le=50, description="Ranked windows to return.")
+    span_threshold: int = Field(default=6, ge=0, description="Longest run of 'no' frames bridged inside a window.")
+
+    @field_validator("query")
+    @classmethod
+    def _query(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("query is empty")
+        return v
+
+    @model_validator(mode="after")
+    def _window(self) -> MomentsRequest:
+        if self.start is not None and self.end is not None and self.start >= self.end:
+            raise ValueError(f"start ({self.start}) must be before end ({self.end})")
+        return self
+
+
+class FrameDecision(BaseModel):
+    """One scored frame of a moments request."""
+
+    time: float
+    yes_prob: float = Field(description="softmax([no, yes])[1] of the Localizer.")
+    relevant: bool = Field(description="The Localizer's yes/no decision (yes logit > no logit).")
+
+
+class MomentsResult(BaseModel):
+    """Ranked windows and per-2-s saliency, in the moment-retrieval format (QVHighlights submission fields)."""
+
+    video: str
+    query: str
+    duration: float
+    pred_relevant_windows: list[list[float]] = Field(description="[start s, end s, score], best first.")
+    pred_saliency_scores: list[float] = Field(description="One score per 2-s clip of the video.")
+    frames: list[FrameDecision]
+    span_rule: str = Field(description="How frames became windows (this toolkit's rule; SeViLA defines none).")
+    model: ModelInfo
+    notice: str | None = None

@@ -32,7 +32,8 @@ from sevila_tools.synthetic import make_scene_video, make_video
 REPO = Path(__file__).resolve().parents[1]
 Q = "what is the square doing?"
 OPTS = ["moving left.", "moving right.", "standing still."]
-NAMES = ["list_selectors", "localize_keyframes", "answer_video_question", "ask_video", "pseudo_label_frames"]
+NAMES = ["list_selectors", "localize_keyframes", "answer_video_question", "ask_video", "find_moments",
+         "pseudo_label_frames"]
 
 
 def _example():

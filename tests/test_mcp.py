@@ -26,7 +26,8 @@ from sevila_tools.synthetic import make_scene_video, make_video
 SEVILA = Path(sys.executable).parent / "sevila"
 Q = "what is the square doing?"
 OPTS = ["moving left.", "moving right.", "standing still."]
-NAMES = {"list_selectors", "localize_keyframes", "answer_video_question", "ask_video", "pseudo_label_frames"}
+NAMES = {"list_selectors", "localize_keyframes", "answer_video_question", "ask_video", "find_moments",
+         "pseudo_label_frames"}
 
 
 def _server_env() -> dict[str, str]:
