@@ -40,6 +40,7 @@ from sevila_tools.cli.common import (
     load_runtime_cli,
     print_json,
     selector_options,
+    show_notice,
 )
 from sevila_tools.errors import InputError
 from sevila_tools.schemas import DEFAULT_SELECTOR
@@ -84,8 +85,7 @@ def _video_arg(video: Path, decoder: str = "auto") -> str:
 
 
 def _print_localization(loc, answer=None) -> None:  # noqa: ANN001 - result models
-    if loc.notice:
-        console.print(f"[yellow]{loc.notice}[/yellow]")
+    show_notice(loc.notice)
     table = Table(
         title=f"{loc.selector} on {Path(loc.video).name}: {loc.question}",
         caption="score: the selector's ranking score (localizer: raw first-step 'yes' logit); "
@@ -240,8 +240,7 @@ def answer(
     if json_output:
         print_json(result)
         return
-    if result.notice:
-        console.print(f"[yellow]{result.notice}[/yellow]")
+    show_notice(result.notice)
     console.print("frames at: " + ", ".join(f"{t:.2f}s" for t in result.frame_times))
     for i, (text, p) in enumerate(zip(result.options, result.option_probs, strict=True)):
         console.print(f"  ({'ABCDE'[i]}) {text}  p={p:.3f}{'  <' if i == result.answer_index else ''}")

@@ -29,6 +29,7 @@ from sevila_tools.cli.common import (
     guarded,
     print_json,
     selector_options,
+    show_notice,
 )
 from sevila_tools.schemas import DEFAULT_ANSWERER
 
@@ -38,8 +39,7 @@ DEFAULT_GRID = "8:1,16:1,16:4,32:4,32:8,64:8"  # = eval.ablate.DEFAULT_GRID (not
 def _print_result(result) -> None:  # noqa: ANN001 - AblationResult
     from sevila_tools.eval.ablate import terminal_rows
 
-    if result.notice:
-        console.print(f"[yellow]{result.notice}[/yellow]")
+    show_notice(result.notice)
     header, body = terminal_rows(result, width=80)
     table = Table(title=f"sevila ablate {result.dataset} ({result.questions} questions)", width=80)
     for i, col in enumerate(header):

@@ -29,6 +29,7 @@ from sevila_tools.cli.common import (
     guarded,
     print_json,
     selector_options,
+    show_notice,
 )
 from sevila_tools.schemas import DEFAULT_ANSWERER, DEFAULT_SELECTOR
 
@@ -37,8 +38,7 @@ def _print_summary(summary) -> None:  # noqa: ANN001 - EvalSummary
     from sevila_tools.eval.scorers import metrics_table
 
     conf = summary.config
-    if summary.notice:
-        console.print(f"[yellow]{summary.notice}[/yellow]")
+    show_notice(summary.notice)
     table = Table(title=f"sevila eval {summary.dataset}", show_header=False)
     table.add_column("key")
     table.add_column("value")

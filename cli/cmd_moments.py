@@ -23,6 +23,7 @@ from sevila_tools.cli.common import (
     guarded,
     load_runtime_cli,
     print_json,
+    show_notice,
 )
 
 
@@ -59,8 +60,7 @@ def moments_cmd(
     if json_output:
         print_json(result)
         return
-    if result.notice:
-        console.print(f"[yellow]{result.notice}[/yellow]")
+    show_notice(result.notice)
     table = Table(title=f"moments of {Path(path).name} ({result.duration:.1f} s): {query}",
                   caption=f"note: {result.span_rule}")
     for col in ("#", "start (s)", "end (s)", "score"):

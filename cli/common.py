@@ -28,6 +28,7 @@ err_console = Console(stderr=True)
 
 class _State:
     debug: bool = os.environ.get("SEVILA_DEBUG", "") == "1"
+    notice_shown: bool = False
 
 
 STATE = _State()
@@ -184,6 +185,13 @@ def selector_options(
     return {k: v for k, v in opts.items() if v is not None}
 
 
+def show_notice(text: str | None) -> None:
+    """Print a result's notice (e.g. random weights) unless this command already showed it."""
+    if text and not STATE.notice_shown:
+        console.print(f"[yellow]{text}[/yellow]")
+        STATE.notice_shown = True
+
+
 def load_runtime_cli(
     model: str,
     checkpoint: str = "auto",
@@ -198,10 +206,9 @@ def load_runtime_cli(
         return load_runtime(model, checkpoint, device=device, trust_checkpoint=trust_checkpoint)
     with err_console.status(f"loading {model} ..."):
         rt = load_runtime(model, checkpoint, device=device, trust_checkpoint=trust_checkpoint)
-    if rt.random_weights:
-        err_console.print(
-            "[yellow]note:[/yellow] random weights (tiny-random preset): outputs are meaningless"
-        )
+    if rt.random_weights and not STATE.notice_shown:
+        err_console.print("[yellow]note:[/yellow] random weights (tiny-random preset): outputs are meaningless")
+        STATE.notice_shown = True
     return rt
 
 

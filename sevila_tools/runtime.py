@@ -130,6 +130,7 @@ class SevilaRuntime:
             self.tokenizer, self.model.config.text_config.decoder_start_token_id or 0
         )
         self._prefix_cache: dict[tuple[str, ...], tuple[torch.Tensor, torch.Tensor]] = {}
+        self.truncated_texts = 0  # texts cut at the 77-token limit so far
 
     @property
     def random_weights(self) -> bool:
@@ -171,8 +172,11 @@ class SevilaRuntime:
         full = self.tokenizer(texts, add_special_tokens=True).input_ids
         truncated = [len(ids) > MAX_TEXT_LEN for ids in full]
         for text, cut in zip(texts, truncated, strict=True):
-            if cut:
-                log.warning("text truncated to %d T5 tokens: %.80s...", MAX_TEXT_LEN, text)
+            if cut:  # warn once per runtime; the count is reported by runs (summaries)
+                self.truncated_texts += 1
+                level = logging.WARNING if self.truncated_texts == 1 else logging.DEBUG
+                log.log(level, "text truncated to %d T5 tokens (shown once; runs count them): %.80s...",
+                        MAX_TEXT_LEN, text)
         return enc.input_ids.to(self.device), enc.attention_mask.to(self.device), truncated
 
     def _prefixes(self, prefixes: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor]:
