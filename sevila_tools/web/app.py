@@ -12,6 +12,7 @@ from typing import Any
 import gradio as gr
 from pydantic import ValidationError
 
+from sevila_tools.agents.service import describe_error
 from sevila_tools.errors import SevilaError
 from sevila_tools.schemas import LocalizeRequest
 from sevila_tools.web.callbacks import Comparison, Stage, WebDemo, web_selectors
@@ -28,13 +29,11 @@ COMPARE_ARGS = "video video_path question options num_frames num_keyframes start
 
 def page_error(exc: BaseException) -> gr.Error:
     """A one-line, HTML-escaped error for the page; unexpected errors are logged with their traceback."""
-    from sevila_tools.cli.common import one_line
-
     if not isinstance(exc, SevilaError | ValidationError):
         log.error("unexpected error in a web request", exc_info=exc)
-        text = f"internal error (details in the server log): {one_line(exc)}"
+        text = f"internal error (details in the server log): {describe_error(exc)}"
     else:
-        text = one_line(exc)
+        text = describe_error(exc)
     return gr.Error(html.escape(text), title="Cannot run", duration=None, print_exception=False)
 
 
