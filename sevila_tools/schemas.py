@@ -1,8 +1,5 @@
-"""Typed requests and results of the SeViLA tools (pydantic v2).
-
-Field names are the public argument names everywhere (Python, CLI ``--json``, LangChain, MCP):
-``video``, ``question``, ``options``, ``num_frames``, ``num_keyframes``, ``start``, ``end``, ``selector``.
-Times are seconds; ``frame_index`` is the native frame number in the video file.
+"""Typed requests and results of the SeViLA tools (pydantic v2); their field names are the argument names in Python,
+the CLI's ``--json``, LangChain and MCP alike (times in seconds; see ``docs/architecture.md``, "Typed results").
 """
 
 from __future__ import annotations
