@@ -17,6 +17,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
+from rich.markup import escape
 
 from sevila_tools.errors import SevilaError
 
@@ -72,7 +73,7 @@ def guarded(fn: F) -> F:
         except Exception as exc:  # noqa: BLE001 - the point of this wrapper
             if STATE.debug:
                 raise
-            err_console.print(f"[red]error:[/red] {one_line(exc)}", highlight=False, soft_wrap=True)
+            err_console.print(f"[red]error:[/red] {escape(one_line(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(exit_code(exc)) from None
 
     return wrapper  # type: ignore[return-value]

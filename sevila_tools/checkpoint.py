@@ -148,6 +148,13 @@ def toolkit_to_lavis_key(key: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- reading files
+def _looks_like_torch_file(path: Path) -> bool:
+    """``torch.save`` writes a zip archive (``PK``) or, in the legacy format, a pickle (protocol byte ``0x80``)."""
+    with open(path, "rb") as f:
+        head = f.read(2)
+    return head == b"PK" or head[:1] == b"\x80"
+
+
 def read_state_dict(
     path: str | Path, trusted: bool = False
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -167,9 +174,15 @@ def read_state_dict(
                 return {k: f.get_tensor(k) for k in f.keys()}, meta
         except Exception as exc:  # noqa: BLE001 - re-raised as a one-line user error
             raise CheckpointError(f"cannot read safetensors checkpoint {path}: {exc}") from exc
+    if not _looks_like_torch_file(path):
+        raise CheckpointError(
+            f"{path} is not a checkpoint: expected a PyTorch file (.pth/.pt, a zip or pickle) or .safetensors"
+        )
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=not trusted)
     except pickle.UnpicklingError as exc:
+        if trusted:
+            raise CheckpointError(f"cannot read checkpoint {path}: not a valid pickle ({exc})") from exc
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
             f"{path} contains pickled Python objects that weights_only loading refuses ({first[:160]}); "

@@ -262,3 +262,16 @@ def test_convert_round_trip_is_exact(tmp_path, tiny_runtime):
         assert k == k2 and torch.equal(a, b), k
     assert rt2.random_weights and rt2.ids == tiny_runtime.ids
     assert rt2.model.language_model.encoder.embed_tokens is rt2.model.language_model.shared
+
+
+def test_a_file_that_is_not_a_checkpoint_says_so_without_trust_advice(tmp_path):
+    """A JSON file passed as a checkpoint: one line saying what it is not, with or without trust."""
+    from sevila_tools.checkpoint import read_state_dict
+    from sevila_tools.errors import CheckpointError
+
+    bad = tmp_path / "notes.pth"
+    bad.write_text('{"hello": 1}')
+    for trusted in (False, True):
+        with pytest.raises(CheckpointError, match="is not a checkpoint") as err:
+            read_state_dict(bad, trusted=trusted)
+        assert "--trust-checkpoint" not in str(err.value) and "\n" not in str(err.value)

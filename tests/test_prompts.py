@@ -41,7 +41,7 @@ def test_vlep_prompts():
     assert vlep_localizer_prompt(["he sits.", "he runs."]).endswith(
         "Option B: he runs. Does the information within the frame provide the necessary details to predict next event?"
     )
-    assert prompts_for("vlep", "", ["x", "y"]) == (
+    assert prompts_for("next_event", "", ["x", "y"]) == (
         vlep_localizer_prompt(["x", "y"]),
         vlep_answerer_prompt(["x", "y"]),
     )
