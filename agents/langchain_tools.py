@@ -104,7 +104,7 @@ def build_tools(
         thumbnails: write keyframe thumbnails and return their paths in the artifact.
 
     Returns:
-        ``list_selectors``, ``localize_keyframes``, ``answer_video_question``, ``ask_video``,
+        ``list_selectors``, ``localize_keyframes``, ``answer_video_question``, ``ask_video``, ``find_moments``,
         ``pseudo_label_frames`` (or the requested subset), in that order. The service is reachable as
         ``tool.metadata["service"]``.
     """

@@ -44,14 +44,9 @@ SUMMARY_NAME = "summary.json"
 LOG_NAME = "log.txt"
 
 
-class EvalConfig(BaseModel):
-    """Everything that defines one evaluation run (recorded in ``summary.json``).
-
-    ``out`` is the run folder (``predictions.jsonl``, ``errors.jsonl`` for moment runs, ``settings.json``,
-    ``summary.json``, ``log.txt``). ``frames`` defaults to the dataset's (32; 75 for QVHighlights). ``limit``
-    keeps the first N samples of the annotation file. ``cache_dir=None``: ``$SEVILA_CACHE_DIR`` or
-    ``~/.cache/sevila_tools/features``. ``selector_options``: flat options, each selector takes what it declares.
-    """
+class RunOptions(BaseModel):
+    """What every dataset run (``sevila eval``, ``sevila ablate``) is configured with: data, output, model,
+    decoding and throughput settings."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -61,12 +56,7 @@ class EvalConfig(BaseModel):
     videos: Path | None = None
     video_map: Path | None = None
     video_ext: str = ".mp4"
-    selector: str = DEFAULT_SELECTOR
-    selector_options: dict[str, Any] = Field(default_factory=dict)
-    frames: int | None = Field(default=None, ge=1, le=256)
-    keyframes: int = Field(default=4, ge=1, le=64)
     decoding: Literal["faithful", "teacher_forced"] = "faithful"
-    answerer: str = DEFAULT_ANSWERER
     limit: int | None = Field(default=None, ge=1)
     resume: bool = False
     overwrite: bool = False
@@ -82,8 +72,24 @@ class EvalConfig(BaseModel):
     cache_dir: Path | None = None
     prefetch: int = Field(default=2, ge=0, le=64)
     decode_workers: int = Field(default=0, ge=0, le=64)
-    span: SpanConfig = Field(default_factory=SpanConfig)
     seed: int = 0
+
+
+class EvalConfig(RunOptions):
+    """Everything that defines one evaluation run (recorded in ``summary.json``).
+
+    ``out`` is the run folder (``predictions.jsonl``, ``errors.jsonl`` for moment runs, ``settings.json``,
+    ``summary.json``, ``log.txt``). ``frames`` defaults to the dataset's (32; 75 for QVHighlights). ``limit``
+    keeps the first N samples of the annotation file. ``cache_dir=None``: ``$SEVILA_CACHE_DIR`` or
+    ``~/.cache/sevila_tools/features``. ``selector_options``: flat options, each selector takes what it declares.
+    """
+
+    selector: str = DEFAULT_SELECTOR
+    selector_options: dict[str, Any] = Field(default_factory=dict)
+    frames: int | None = Field(default=None, ge=1, le=256)
+    keyframes: int = Field(default=4, ge=1, le=64)
+    answerer: str = DEFAULT_ANSWERER
+    span: SpanConfig = Field(default_factory=SpanConfig)
 
     @model_validator(mode="after")
     def _check(self) -> EvalConfig:
@@ -351,14 +357,14 @@ class EvalRun:
         self.run_s = time.perf_counter() - t0
 
     def _loop(self, mine: list[list[Sample]], writer: Writer) -> None:
-        from sevila_tools.progress import make_progress
+        from sevila_tools.progress import make_run_progress
 
         loaded: dict[FrameSpec, Any] = {}
         remaining = Counter(video_spec(s, self.n) for b in mine for s in b)
         stream = self._encoded(mine)
         total = sum(1 for b in mine for s in b if s.qid not in self.done)
         label = f"eval {self.cfg.dataset}" + (f" [rank 0 of {self.dist.world}]" if self.dist.world > 1 else "")
-        bar = make_progress(self.progress and self.dist.main, unit="samples", console=self.console)
+        bar = make_run_progress(self.progress and self.dist.main, unit="samples")
         with bar:
             task = bar.add_task(label, total=total)
             for batch in mine:

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from sevila_tools.errors import InputError
 
 from ..datasets import get_dataset
-from ..runner import DEFAULT_MODEL
+from ..runner import RunOptions
 
 DEFAULT_GRID = "8:1,16:1,16:4,32:4,32:8,64:8"
 MAX_FRAMES = 256
@@ -59,41 +58,16 @@ def parse_names(value: str | Iterable[str] | None) -> list[str] | None:
     return list(dict.fromkeys(p.strip() for p in parts if p.strip()))
 
 
-class AblationConfig(BaseModel):
+class AblationConfig(RunOptions):
     """Everything that defines one ablation (recorded in ``results.json``).
 
     ``selectors=None``: every registered selector that can run (``docs/eval.md``). ``selector_options`` is the
     flat option dict; each selector takes the keys it declares (``long_video`` defaults to ``sliding`` here)."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    dataset: str
-    annotations: Path
-    out: Path
-    videos: Path | None = None
-    video_map: Path | None = None
-    video_ext: str = ".mp4"
     selectors: list[str] | None = None
     selector_options: dict[str, Any] = Field(default_factory=lambda: {"long_video": "sliding"})
     grid: list[tuple[int, int]] = Field(default_factory=lambda: parse_grid(DEFAULT_GRID))
     answerers: list[str] = Field(default_factory=lambda: ["concat"])
-    decoding: Literal["faithful", "teacher_forced"] = "faithful"
-    limit: int | None = Field(default=None, ge=1)
-    resume: bool = False
-    overwrite: bool = False
-    retry_errors: bool = False
-    skip_missing: bool = False
-    model: str = DEFAULT_MODEL
-    checkpoint: str = "auto"
-    device: str = "auto"
-    decoder: str = "auto"
-    trust_checkpoint: bool = False
-    batch_size: int = Field(default=8, ge=1, le=1024)
-    cache: bool = True
-    cache_dir: Path | None = None
-    prefetch: int = Field(default=2, ge=0, le=64)
-    decode_workers: int = Field(default=0, ge=0, le=64)
-    seed: int = 0
 
     @field_validator("grid", mode="before")
     @classmethod

@@ -14,7 +14,7 @@ from sevila_tools.selectors import get_selector_class, options_for
 
 from ..datasets import preflight
 from ..records import atomic_write_text, is_error, latest, read_records
-from ..runner import SUMMARY_NAME, EvalConfig, EvalRun, run_eval
+from ..runner import SUMMARY_NAME, EvalConfig, EvalRun, RunOptions, run_eval
 from ..session import score_run
 from .config import AblationConfig, Setting, default_selectors, plan_settings
 from .report import AblationResult, AblationRow, render_csv, render_markdown, render_png
@@ -105,17 +105,14 @@ class AblationRun:
 
     # ---------------------------------------------------------------- 4. settings
     def eval_config(self, st: Setting) -> EvalConfig:
+        """The ``sevila eval`` run of one setting: the ablation's run options plus the setting."""
         cfg = self.cfg
         run = self.run_dir(st)
+        shared = cfg.model_dump(include=set(RunOptions.model_fields))
+        shared.update(out=run, resume=cfg.resume and (run / "predictions.jsonl").exists())
         return EvalConfig(
-            dataset=cfg.dataset, annotations=cfg.annotations, out=run, videos=cfg.videos, video_map=cfg.video_map,
-            video_ext=cfg.video_ext, selector=st.selector, selector_options=options_for(st.selector, cfg.flat_options()),
-            frames=st.frames, keyframes=st.keyframes, decoding=cfg.decoding, answerer=st.answerer, limit=cfg.limit,
-            resume=cfg.resume and (run / "predictions.jsonl").exists(), overwrite=cfg.overwrite,
-            retry_errors=cfg.retry_errors, skip_missing=cfg.skip_missing, model=cfg.model, checkpoint=cfg.checkpoint,
-            device=cfg.device, trust_checkpoint=cfg.trust_checkpoint, decoder=cfg.decoder, batch_size=cfg.batch_size,
-            cache=cfg.cache, cache_dir=cfg.cache_dir, prefetch=cfg.prefetch, decode_workers=cfg.decode_workers,
-            seed=cfg.seed,
+            **shared, selector=st.selector, selector_options=options_for(st.selector, cfg.flat_options()),
+            frames=st.frames, keyframes=st.keyframes, answerer=st.answerer,
         )
 
     def _finished(self, ecfg: EvalConfig) -> dict[str, Any] | None:

@@ -17,13 +17,18 @@ from sevila_tools.selectors.base import (
     topk_sorted,
 )
 
-_OPTIONAL_MODULES = ("clip", "moment_detr", "scene")
-for _mod in _OPTIONAL_MODULES:
-    try:
-        __import__(f"sevila_tools.selectors.{_mod}")
-    except ModuleNotFoundError as _exc:  # a selector module that is not there yet
-        if _exc.name != f"sevila_tools.selectors.{_mod}":
-            raise
+
+def _discover() -> None:
+    """Import every module of this package so its ``@register`` lines run: a new selector is one new file."""
+    import importlib
+    import pkgutil
+
+    for info in pkgutil.iter_modules(__path__):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{info.name}")
+
+
+_discover()
 
 
 def declared_options(name: str) -> list[str]:

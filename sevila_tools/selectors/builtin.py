@@ -27,7 +27,7 @@ from sevila_tools.video import sample_indices
 class UniformSelector(Selector):
     """k frames by SeViLA's midpoint rule with n = k over the window (the paper's uniform baseline).
 
-    These are generally *not* among 32 candidates (see ``docs/selectors.md``)."""
+    These are generally *not* among 32 candidates (``docs/method.md``)."""
 
     name: ClassVar[str] = "uniform"
     description: ClassVar[str] = (
@@ -144,7 +144,7 @@ class LocalizerSelector(Selector):
 class OracleSelector(Selector):
     """Upper bound of the paper's Table 9: the single-frame Answerer runs on every candidate. Keyframes are the
     k candidates with the highest single-frame probability of the gold option; the question counts as right
-    only if some single candidate alone gives the gold answer (``docs/selectors.md``)."""
+    only if some single candidate alone gives the gold answer (``docs/method.md``, "Oracle")."""
 
     name: ClassVar[str] = "oracle"
     description: ClassVar[str] = (

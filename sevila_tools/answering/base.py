@@ -1,9 +1,8 @@
-"""Answer strategies (registered plugins): how the Answerer turns a question's keyframes into one option."""
+"""The answer-strategy contract: the :class:`Answer` result, :class:`AnswerStrategy` and its registry."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -71,45 +70,3 @@ def get_answerer(name: str | AnswerStrategy) -> AnswerStrategy:
     if name not in ANSWER_STRATEGIES:
         raise InputError(f"unknown answerer {name!r}; choose one of: {', '.join(sorted(ANSWER_STRATEGIES))}")
     return ANSWER_STRATEGIES[name]()
-
-
-@register_answerer
-class ConcatAnswerer(AnswerStrategy):
-    """SeViLA's Answerer: all keyframes in one input (``Frame i:`` prefixes), option letters at step 1."""
-
-    name: ClassVar[str] = "concat"
-    description: ClassVar[str] = "SeViLA's multi-frame Answerer reads the keyframes together."
-
-    def decide(
-        self, runtime: Any, raw_keyframes: torch.Tensor, qa_texts: list[str], num_options: int, decoding: str
-    ) -> list[Decision]:
-        out = runtime.answer(raw_keyframes, qa_texts, num_options, decoding)
-        probs = out.probs.tolist()
-        return [
-            Decision(int(p), probs[i], int(out.step0_tokens[i]), bool(out.truncated[i]))
-            for i, p in enumerate(out.predictions)
-        ]
-
-
-@register_answerer
-class VotingAnswerer(AnswerStrategy):
-    """Baseline: the single-frame Answerer on each keyframe, majority vote (ties: summed probability, then
-    the lower option)."""
-
-    name: ClassVar[str] = "voting"
-    description: ClassVar[str] = "Each keyframe answers alone; the majority wins."
-
-    def decide(
-        self, runtime: Any, raw_keyframes: torch.Tensor, qa_texts: list[str], num_options: int, decoding: str
-    ) -> list[Decision]:
-        k = raw_keyframes.shape[1]
-        out = runtime.frame_answers(raw_keyframes, qa_texts, num_options, decoding)
-        preds, probs = out.predictions, out.probs
-        decisions = []
-        for i in range(raw_keyframes.shape[0]):
-            votes = preds[i * k : (i + 1) * k]
-            mean = probs[i * k : (i + 1) * k].mean(0).tolist()
-            counts = Counter(votes)
-            index = max(range(num_options), key=lambda o: (counts.get(o, 0), mean[o], -o))
-            decisions.append(Decision(index, mean, int(out.step0_tokens[i * k]), bool(out.truncated[i]), votes))
-        return decisions
