@@ -100,7 +100,7 @@ def build_tools(
         allow_dirs: only videos whose real path is under one of these folders are accepted (symlinks are
             resolved); ``None`` accepts any path.
         output_dir: folder for keyframe thumbnails (default: a temporary folder).
-        names: subset of tool names to return (default: all five).
+        names: subset of tool names to return (default: all six).
         thumbnails: write keyframe thumbnails and return their paths in the artifact.
 
     Returns:
