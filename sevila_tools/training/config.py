@@ -212,11 +212,3 @@ def resolve_config(
         raise _invalid(exc) from None
     cfg._recipe_values = {k: v for k, v in base.items() if k in hyper_parameters()}
     return cfg
-
-
-def config_from_dict(values: dict[str, Any]) -> TrainConfig:
-    """A config from stored values (checkpoints); one-line error when they do not validate."""
-    try:
-        return TrainConfig(**values)
-    except ValidationError as exc:
-        raise _invalid(exc) from None
