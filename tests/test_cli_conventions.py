@@ -89,3 +89,13 @@ def test_readme_command_table_matches_the_app():
         params = {o for p in group.commands[name].params for o in p.opts}  # type: ignore[attr-defined]
         for flag in re.findall(r"(--[a-z][a-z-]*)", usage):
             assert flag in params, f"README: sevila {name} has no {flag}"
+
+
+def test_help_does_not_import_torch():
+    """``sevila --help`` stays fast: building the CLI imports no model code."""
+    import subprocess
+    import sys
+
+    code = "import sys, sevila_tools.cli.app; print('torch' in sys.modules, 'transformers' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["False", "False"], out.stderr

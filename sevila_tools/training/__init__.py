@@ -1,97 +1,72 @@
 """Training SeViLA: registered tasks (pre-train, refine, fine-tune), recipes, the trainer, pseudo-labels and
-self-refinement; how each rule relates to the official run is in ``docs/training.md``."""
+self-refinement; how each rule relates to the official run is in ``docs/training.md``.
 
-from sevila_tools.training.accel import LocalAccelerator, device_string, make_accelerator
-from sevila_tools.training.checkpoints import (
-    BEST_NAME,
-    CHECKPOINT_NAME,
-    atomic_torch_save,
-    branch_state_dict,
-    read_training_checkpoint,
-)
-from sevila_tools.training.config import (
-    TrainConfig,
-    hyper_parameters,
-    parse_overrides,
-    read_recipe,
-    recipe_names,
-    resolve_config,
-)
-from sevila_tools.training.data import DataReport, Item, Skipped, load_item, usable_samples
-from sevila_tools.training.labelfile import (
-    LABELS_NAME,
-    LABELS_SUMMARY_NAME,
-    LabelSet,
-    labels_for_epoch,
-    read_labels,
-    summarize_labels,
-)
-from sevila_tools.training.labels import pseudo_label
-from sevila_tools.training.optim import decay_split, no_decay, param_groups
-from sevila_tools.training.runs import METRICS_NAME, SUMMARY_NAME, TrainResult
-from sevila_tools.training.sampling import (
-    BatchLayout,
-    batch_layout,
-    epoch_order,
-    frame_seed,
-    linear_warmup_cosine_lr,
-    qvh_frame_labels,
-    random_resized_crop,
-    step_plan,
-)
-from sevila_tools.training.self_refine import SelfRefinement, self_refine
-from sevila_tools.training.tasks import TASKS, Batch, TrainingTask, get_task, register_task, task_names
-from sevila_tools.training.trainer import Trainer, train_stage
+Names are resolved lazily, so importing the package (e.g. for ``sevila --help``) does not load torch.
+"""
 
-__all__ = [
-    "BEST_NAME",
-    "CHECKPOINT_NAME",
-    "LABELS_NAME",
-    "LABELS_SUMMARY_NAME",
-    "METRICS_NAME",
-    "SUMMARY_NAME",
-    "TASKS",
-    "Batch",
-    "BatchLayout",
-    "DataReport",
-    "Item",
-    "LabelSet",
-    "LocalAccelerator",
-    "SelfRefinement",
-    "Skipped",
-    "TrainConfig",
-    "TrainResult",
-    "Trainer",
-    "TrainingTask",
-    "atomic_torch_save",
-    "batch_layout",
-    "branch_state_dict",
-    "decay_split",
-    "device_string",
-    "epoch_order",
-    "frame_seed",
-    "get_task",
-    "hyper_parameters",
-    "labels_for_epoch",
-    "linear_warmup_cosine_lr",
-    "load_item",
-    "make_accelerator",
-    "no_decay",
-    "param_groups",
-    "parse_overrides",
-    "pseudo_label",
-    "qvh_frame_labels",
-    "random_resized_crop",
-    "read_labels",
-    "read_recipe",
-    "read_training_checkpoint",
-    "recipe_names",
-    "register_task",
-    "resolve_config",
-    "self_refine",
-    "step_plan",
-    "summarize_labels",
-    "task_names",
-    "train_stage",
-    "usable_samples",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "BEST_NAME": "sevila_tools.training.checkpoints",
+    "Batch": "sevila_tools.training.tasks",
+    "BatchLayout": "sevila_tools.training.sampling",
+    "CHECKPOINT_NAME": "sevila_tools.training.checkpoints",
+    "DataReport": "sevila_tools.training.data",
+    "Item": "sevila_tools.training.data",
+    "LABELS_NAME": "sevila_tools.training.labelfile",
+    "LABELS_SUMMARY_NAME": "sevila_tools.training.labelfile",
+    "LabelSet": "sevila_tools.training.labelfile",
+    "LocalAccelerator": "sevila_tools.training.accel",
+    "METRICS_NAME": "sevila_tools.training.runs",
+    "SUMMARY_NAME": "sevila_tools.training.runs",
+    "SelfRefinement": "sevila_tools.training.self_refine",
+    "Skipped": "sevila_tools.training.data",
+    "TASKS": "sevila_tools.training.tasks",
+    "TrainConfig": "sevila_tools.training.config",
+    "TrainResult": "sevila_tools.training.runs",
+    "Trainer": "sevila_tools.training.trainer",
+    "TrainingTask": "sevila_tools.training.tasks",
+    "atomic_torch_save": "sevila_tools.training.checkpoints",
+    "batch_layout": "sevila_tools.training.sampling",
+    "branch_state_dict": "sevila_tools.training.checkpoints",
+    "decay_split": "sevila_tools.training.optim",
+    "device_string": "sevila_tools.training.accel",
+    "epoch_order": "sevila_tools.training.sampling",
+    "frame_seed": "sevila_tools.training.sampling",
+    "get_task": "sevila_tools.training.tasks",
+    "hyper_parameters": "sevila_tools.training.config",
+    "labels_for_epoch": "sevila_tools.training.labelfile",
+    "linear_warmup_cosine_lr": "sevila_tools.training.sampling",
+    "load_item": "sevila_tools.training.data",
+    "make_accelerator": "sevila_tools.training.accel",
+    "no_decay": "sevila_tools.training.optim",
+    "param_groups": "sevila_tools.training.optim",
+    "parse_overrides": "sevila_tools.training.config",
+    "pseudo_label": "sevila_tools.training.labels",
+    "qvh_frame_labels": "sevila_tools.training.sampling",
+    "random_resized_crop": "sevila_tools.training.sampling",
+    "read_labels": "sevila_tools.training.labelfile",
+    "read_recipe": "sevila_tools.training.config",
+    "read_training_checkpoint": "sevila_tools.training.checkpoints",
+    "recipe_names": "sevila_tools.training.config",
+    "register_task": "sevila_tools.training.tasks",
+    "resolve_config": "sevila_tools.training.config",
+    "self_refine": "sevila_tools.training.self_refine",
+    "step_plan": "sevila_tools.training.sampling",
+    "summarize_labels": "sevila_tools.training.labelfile",
+    "task_names": "sevila_tools.training.tasks",
+    "train_stage": "sevila_tools.training.trainer",
+    "usable_samples": "sevila_tools.training.data",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = sorted(_EXPORTS)
