@@ -41,19 +41,22 @@ def web(
     device: DeviceOpt = "auto",
     decoder: DecoderOpt = "auto",
     host: Annotated[
-        str, typer.Option("--host", help="Interface to bind (default: this machine only).")
+        str, typer.Option("--host", metavar="HOST", help="Interface to bind (default: this machine only).")
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port of the page.")] = 7860,
+    port: Annotated[
+        int, typer.Option("--port", metavar="PORT", min=1, max=65535, help="TCP port of the page.")
+    ] = 7860,
     allow_dir: Annotated[
         list[Path] | None,
         typer.Option(
             "--allow-dir",
+            metavar="DIR",
             help="Folder whose videos may also be given by path (repeat; default: uploads only). "
             "Symlinks are resolved and must stay inside.",
         ),
     ] = None,
     max_upload_mb: Annotated[
-        float, typer.Option("--max-upload-mb", min=1, help="Largest accepted upload, in MB.")
+        float, typer.Option("--max-upload-mb", metavar="MB", min=1, help="Largest accepted upload, in MB.")
     ] = 300,
     share: Annotated[
         bool,
