@@ -164,7 +164,7 @@ def localize(
         raise InputError("give at least 2 options to answer (or none to only localize)")
     req = ForwardRequest(**fields) if options else LocalizeRequest(**fields)
     chain = SevilaChain(
-        load_runtime_cli(model, checkpoint, device, trust_checkpoint, quiet=json_output),
+        load_runtime_cli(model, checkpoint, device, trust_checkpoint, quiet=json_output, note=False),
         decoder,
         selector_options=selector_options(
             [selector], clip_model, mdetr_checkpoint, trust_checkpoint, long_video, selector_option
@@ -235,7 +235,7 @@ def answer(
         end=end,
         decoding=decoding,
     )
-    rt = load_runtime_cli(model, checkpoint, device, trust_checkpoint, quiet=json_output)
+    rt = load_runtime_cli(model, checkpoint, device, trust_checkpoint, quiet=json_output, note=False)
     result = Answerer(rt, decoder=decoder)(req)
     if json_output:
         print_json(result)
@@ -287,7 +287,7 @@ def info(
 
     from sevila_tools import __version__
 
-    rt = load_runtime_cli(model, checkpoint, device, trust_checkpoint, quiet=json_output)
+    rt = load_runtime_cli(model, checkpoint, device, trust_checkpoint, quiet=json_output, note=False)
     data = {
         "sevila_tools": __version__,
         "model": rt.info.get("model"),
@@ -379,7 +379,7 @@ def demo(
     folder.mkdir(parents=True, exist_ok=True)
     video = make_video(folder / "demo_clip.mp4", num_frames=150, fps=30)
     console.print(f"generated {video} (5 s, 30 fps, moving square)")
-    chain = SevilaChain(load_runtime_cli(model, checkpoint, device))
+    chain = SevilaChain(load_runtime_cli(model, checkpoint, device, note=False))
     result = chain.forward(
         ForwardRequest(
             video=str(video),

@@ -33,6 +33,7 @@ def mcp(
         list[Path] | None,
         typer.Option(
             "--allow-dir",
+            metavar="DIR",
             help="Folder whose videos may be read (repeat; default: the working directory). Paths are resolved "
             "(symlinks followed) and must stay inside one of these folders.",
         ),

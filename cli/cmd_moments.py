@@ -55,7 +55,7 @@ def moments_cmd(
     probe_video(path)
     req = MomentsRequest(video=path, query=query, num_frames=frames, start=start, end=end,
                          max_windows=max_windows, span_threshold=span_threshold)
-    rt = load_runtime_cli(model, checkpoint, device, trust_checkpoint, quiet=json_output)
+    rt = load_runtime_cli(model, checkpoint, device, trust_checkpoint, quiet=json_output, note=False)
     result = find_moments(rt, req, VideoEncoder(rt, decoder=decoder))
     if json_output:
         print_json(result)

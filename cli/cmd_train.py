@@ -66,11 +66,11 @@ COMMON: dict[str, tuple[Any, Any]] = {
     ),
     "recipe": (Annotated[str | None, typer.Option("--recipe", help="Recipe name or YAML file.")], None),
     "sets": (
-        Annotated[list[str] | None, typer.Option("--set", help="KEY=VALUE override (repeatable).")],
+        Annotated[list[str] | None, typer.Option("--set", metavar="KEY=VALUE", help="Override (repeatable).")],
         None,
     ),
     "overrides": (
-        Annotated[list[str] | None, typer.Argument(help="KEY=VALUE overrides, e.g. lr=3e-5.")],
+        Annotated[list[str] | None, typer.Argument(metavar="[KEY=VALUE]...", help="Overrides, e.g. lr=3e-5.")],
         None,
     ),
     "limit": (

@@ -23,6 +23,30 @@ from sevila_tools.errors import SevilaError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+
+def _plain_flag_help() -> None:
+    """On/off flags show no ``<bool>`` type in help (as git and hf print them), arguments with a metavar show
+    just that; the rest keep their type."""
+    from typer import core
+
+    original = core.TyperOption.display_type_rich
+
+    def display(self: Any, ctx: Any) -> str | None:
+        if getattr(self, "is_flag", False):
+            return None
+        return original(self, ctx)
+
+    core.TyperOption.display_type_rich = display  # type: ignore[method-assign]
+    arg_original = core.TyperArgument.display_type_rich
+
+    def arg_display(self: Any, ctx: Any) -> str | None:
+        return None if self.metavar else arg_original(self, ctx)  # the metavar already names the value
+
+    core.TyperArgument.display_type_rich = arg_display  # type: ignore[method-assign]
+
+
+_plain_flag_help()
+
 console = Console()
 err_console = Console(stderr=True)
 
@@ -121,7 +145,8 @@ KeyframesOpt = Annotated[int, typer.Option("--keyframes", "-k", min=1, max=64, h
 StartOpt = Annotated[float | None, typer.Option("--start", min=0, help="Window start (s).")]
 EndOpt = Annotated[float | None, typer.Option("--end", min=0, help="Window end (s).")]
 OptionOpt = Annotated[
-    list[str] | None, typer.Option("--option", "-o", help="An answer option (repeat, at most 5).")
+    list[str] | None,
+    typer.Option("--option", "-o", metavar="TEXT", help="An answer option (repeat, at most 5)."),
 ]
 DEFAULT_MODEL = "Salesforce/blip2-flan-t5-xl"
 ClipModelOpt = Annotated[
@@ -199,15 +224,17 @@ def load_runtime_cli(
     device: str = "auto",
     trust_checkpoint: bool = False,
     quiet: bool = False,
+    note: bool = True,
 ) -> Any:
-    """Load the runtime with a status line on stderr."""
+    """Load the runtime with a status line on stderr; ``note=False`` when the command's own output will show the
+    random-weights notice (so it appears once)."""
     from sevila_tools.loading import load_runtime
 
     if quiet:
         return load_runtime(model, checkpoint, device=device, trust_checkpoint=trust_checkpoint)
     with err_console.status(f"loading {model} ..."):
         rt = load_runtime(model, checkpoint, device=device, trust_checkpoint=trust_checkpoint)
-    if rt.random_weights and not STATE.notice_shown:
+    if note and rt.random_weights and not STATE.notice_shown:
         err_console.print("[yellow]note:[/yellow] random weights (tiny-random preset): outputs are meaningless")
         STATE.notice_shown = True
     return rt

@@ -148,11 +148,15 @@ def test_branches_are_distinct(tiny_runtime, frames):
     assert not torch.allclose(a, b)
 
 
-def test_text_truncated_at_77_tokens_keeps_eos(tiny_runtime, caplog):
+def test_text_truncated_at_77_tokens_keeps_eos_and_is_counted(tiny_runtime, caplog):
+    before = tiny_runtime.truncated_texts
     ids, mask, truncated = tiny_runtime.tokenize(["word " * 200, "short"])
     assert ids.shape[1] == 77 and truncated == [True, False]
     assert int(ids[0, -1]) == tiny_runtime.ids.eos
-    assert "truncated" in caplog.text
+    tiny_runtime.tokenize(["word " * 200])
+    assert tiny_runtime.truncated_texts == before + 2
+    warnings = [r for r in caplog.records if "truncated" in r.getMessage() and r.levelname == "WARNING"]
+    assert len(warnings) == (1 if before == 0 else 0)  # one warning per runtime, whatever the count
 
 
 def test_token_ids_derived_from_tokenizer(tiny_runtime):
