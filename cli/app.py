@@ -71,6 +71,7 @@ def _root(
     ] = False,
 ) -> None:
     """SeViLA: Localizer -> Answerer on BLIP-2, as tools, CLI and agent integrations."""
+    STATE.notice_shown = False  # once per command
     if debug:
         STATE.debug = True
 
