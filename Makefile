@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint install install-dev clean
+.PHONY: demo test lint install install-dev clean browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,11 +30,14 @@ install-dev: $(VENV)/.installed-dev
 demo: $(VENV)/.installed
 	HF_HUB_OFFLINE=1 $(BIN)/sevila demo --out demo_out
 
-test: $(VENV)/.installed-dev
+browser:
+	bash scripts/install_browser.sh
+
+test: $(VENV)/.installed-dev browser
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf demo_out .pytest_cache build *.egg-info
+	rm -rf demo_out sevila_demo .pytest_cache build *.egg-info
