@@ -65,7 +65,9 @@ _EXPORTS = {
 
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value  # a submodule of the same name (self_refine) must not shadow the function
+        return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
