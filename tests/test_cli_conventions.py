@@ -99,3 +99,26 @@ def test_help_does_not_import_torch():
     code = "import sys, sevila_tools.cli.app; print('torch' in sys.modules, 'transformers' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.split() == ["False", "False"], out.stderr
+
+
+def test_localize_uniform_marks_every_keyframe_in_its_table(video_file):
+    """The table lists the frames the selector read, so every keyframe is a marked row (uniform: k of k)."""
+    import json
+
+    r = CliRunner().invoke(app, ["localize", str(video_file), "q?", "-n", "16", "-k", "4", "--selector", "uniform",
+                                 *TINY, "--json"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    table = {f["frame_index"]: f["keyframe"] for f in res["frames"]}
+    assert [k["frame_index"] for k in res["keyframes"]] == [i for i, on in table.items() if on]
+    assert len(res["keyframes"]) == 4 and all(table.values())
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [(["--at", "1", "-n", "4"], "--at and --frames exclude each other"),
+     (["--at", "2.5", "--start", "0", "--end", "2"], "--at 2.5 is outside the window")],
+)
+def test_answer_refuses_conflicting_frame_flags(video_file, extra, message):
+    r = CliRunner().invoke(app, ["answer", str(video_file), "q?", "-o", "a", "-o", "b", *extra, *TINY])
+    assert r.exit_code != 0 and r.stderr.startswith("error: ") and message in r.stderr
