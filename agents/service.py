@@ -10,6 +10,7 @@ import shutil
 import tempfile
 import threading
 import uuid
+import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -390,6 +391,8 @@ class ToolService:
         with self._dir_lock:
             if self._output_dir is None:
                 self._output_dir = Path(tempfile.mkdtemp(prefix="sevila_agent_"))
+                # the tool set may never be closed explicitly: remove the thumbnails when it is collected or exits
+                weakref.finalize(self, shutil.rmtree, str(self._output_dir), True)
             self._output_dir.mkdir(parents=True, exist_ok=True)
             return self._output_dir
 

@@ -309,3 +309,20 @@ def test_example_hint_without_langchain_openai(monkeypatch, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip()
     assert "pip install langchain-openai" in err and "\n" not in err
+
+
+def test_thumbnails_are_removed_when_the_tool_set_closes_or_is_collected(tiny_runtime, tmp_path):
+    import gc
+
+    from sevila_tools.agents.service import ToolService
+
+    svc = ToolService(tiny_runtime, allow_dirs=[tmp_path])
+    folder = svc.output_dir
+    (folder / "x.jpg").write_bytes(b"jpeg")
+    svc.close()
+    assert not folder.exists()
+    svc = ToolService(tiny_runtime, allow_dirs=[tmp_path])
+    folder = svc.output_dir
+    del svc
+    gc.collect()
+    assert not folder.exists()
