@@ -134,7 +134,8 @@ def _plugin_names() -> dict[str, set[str]]:
 
 def test_no_plugin_name_is_compared_as_a_string_outside_its_module():
     names = {n for group in _plugin_names().values() for n in group}
-    pattern = re.compile(r"""(==|!=|\bin)\s*[\(\[\{]?\s*["'](%s)["']""" % "|".join(map(re.escape, names)))
+    alternatives = "|".join(map(re.escape, names))
+    pattern = re.compile(r"""(==|!=|\bin)\s*[\(\[\{]?\s*["'](""" + alternatives + r""")["']""")
     hits = []
     for module, path in MODULES.items():
         for i, line in enumerate(path.read_text().splitlines(), 1):
