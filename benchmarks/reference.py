@@ -1,7 +1,5 @@
-"""The official code's way of running SeViLA's forward chain, one question at a time through ``generate``.
-
-An independent oracle for the batched pipeline (it rebuilds the T5 inputs from the model's submodules and never
-calls :mod:`sevila_tools.pipeline`); ``BENCHMARKS.md`` describes what it does and why it is timed."""
+"""The official code's forward chain, one question at a time through ``generate``: an independent oracle for
+the batched pipeline (T5 inputs rebuilt from the model's submodules; see ``BENCHMARKS.md``)."""
 
 from __future__ import annotations
 

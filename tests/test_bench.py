@@ -1,11 +1,5 @@
-"""``sevila bench`` and ``sevila_tools.benchmarks``: the reference path equals the library's pipeline, the report
-has the documented shape, the scenarios run end to end on short videos, and the library never imports the
-benchmark code.
-
-The reference path (``benchmarks/reference.py``) rebuilds the T5 inputs from the model's submodules and reads
-scores through ``generate(max_new_tokens=30)`` one question at a time, so agreement with the batched pipeline
-checks input assembly, padding across questions, keyframe selection and the one-step decoding shortcut.
-"""
+"""``sevila bench`` and ``sevila_tools.benchmarks``: the reference path (``generate``, one question at a time)
+equals the library's pipeline, the reports have their documented shape, and the library never imports them."""
 
 from __future__ import annotations
 
