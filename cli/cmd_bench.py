@@ -14,6 +14,7 @@ ScenarioOpt = Annotated[
     str,
     typer.Option(
         "--scenario",
+        metavar="PARTS",
         help="stages (per-stage timings), single (one question on one new video), dataset "
         "(NExT-QA-like throughput), comma-separated, or all.",
     ),
@@ -22,76 +23,122 @@ SizeOpt = Annotated[
     str,
     typer.Option(
         "--size",
+        metavar="SIZE",
         help="tiny: the tiny-random preset. full: SeViLA's real architecture (ViT-g, 2 Q-Formers, "
         "Flan-T5-XL) with random weights, no download (a GPU job; on CPU a one-sample smoke run).",
     ),
 ]
-BatchOpt = Annotated[str, typer.Option("--batch-sizes", help="Questions per batch (stages), e.g. 1,8.")]
+BatchOpt = Annotated[
+    str, typer.Option("--batch-sizes", metavar="B,...", help="Questions per batch (stages), e.g. 1,8.")
+]
 SettingsOpt = Annotated[
-    str, typer.Option("--settings", help="FRAMES:KEYFRAMES, e.g. 32:4,16:4,64:8 (scenarios use the first).")
+    str,
+    typer.Option(
+        "--settings",
+        metavar="T:K,...",
+        help="FRAMES:KEYFRAMES, e.g. 32:4,16:4,64:8 (scenarios use the first).",
+    ),
 ]
 RepeatsOpt = Annotated[
-    int | None, typer.Option("--repeats", min=1, help="Timed runs (median reported); default 3.")
+    int | None, typer.Option("--repeats", min=1, metavar="N", help="Timed runs (median reported); default 3.")
 ]
-WarmupOpt = Annotated[int | None, typer.Option("--warmup", min=0, help="Untimed runs first; default 1.")]
+WarmupOpt = Annotated[
+    int | None, typer.Option("--warmup", min=0, metavar="N", help="Untimed runs first; default 1.")
+]
 ReferenceOpt = Annotated[
     bool, typer.Option("--reference", help="Also time the official-style path and report the speed-up.")
 ]
-DtypeVitOpt = Annotated[str | None, typer.Option("--vit-dtype", help="fp32, fp16 or bf16 (default: policy).")]
-DtypeT5Opt = Annotated[str | None, typer.Option("--t5-dtype", help="fp32, fp16 or bf16 (default: policy).")]
+DtypeVitOpt = Annotated[
+    str | None, typer.Option("--vit-dtype", metavar="DTYPE", help="fp32, fp16 or bf16 (default: policy).")
+]
+DtypeT5Opt = Annotated[
+    str | None, typer.Option("--t5-dtype", metavar="DTYPE", help="fp32, fp16 or bf16 (default: policy).")
+]
 VitBatchOpt = Annotated[
-    int | None, typer.Option("--vit-batch-size", min=1, help="Frames per ViT call (memory knob).")
+    int | None,
+    typer.Option("--vit-batch-size", min=1, metavar="N", help="Frames per ViT call (memory knob)."),
 ]
 T5BatchOpt = Annotated[
-    int | None, typer.Option("--t5-batch-size", min=1, help="T5 sequences per call (memory knob).")
+    int | None,
+    typer.Option("--t5-batch-size", min=1, metavar="N", help="T5 sequences per call (memory knob)."),
 ]
 VideoFramesOpt = Annotated[
-    int, typer.Option("--video-frames", min=8, help="Frames of each stage-benchmark video (30 fps).")
+    int,
+    typer.Option("--video-frames", min=8, metavar="N", help="Frames of each stage-benchmark video (30 fps)."),
 ]
-NumOptionsOpt = Annotated[int, typer.Option("--num-options", min=2, max=5, help="Options per question.")]
+NumOptionsOpt = Annotated[
+    int, typer.Option("--num-options", min=2, max=5, metavar="N", help="Options per question.")
+]
 WorkersOpt = Annotated[
     int,
     typer.Option(
-        "--decode-workers", min=0, help="Decode in this many processes (0: in-process, as sevila eval)."
+        "--decode-workers",
+        min=0,
+        metavar="N",
+        help="Decode in this many processes (0: in-process, as sevila eval).",
     ),
 ]
 PrefetchOpt = Annotated[
-    int, typer.Option("--prefetch", min=0, help="Videos decoded ahead of the model (dataset scenario).")
+    int,
+    typer.Option(
+        "--prefetch", min=0, metavar="N", help="Videos decoded ahead of the model (dataset scenario)."
+    ),
 ]
 ModelOpt = Annotated[
     str | None,
-    typer.Option("--model", "-m", help="Benchmark this model (folder or BLIP-2 id) instead of --size."),
+    typer.Option(
+        "--model", "-m", metavar="MODEL", help="Benchmark this model (folder or BLIP-2 id) instead of --size."
+    ),
 ]
-CheckpointOpt = Annotated[str, typer.Option("--checkpoint", "-c", help="SeViLA weights with --model.")]
+CheckpointOpt = Annotated[
+    str, typer.Option("--checkpoint", "-c", metavar="CKPT", help="SeViLA weights with --model.")
+]
 QpcOpt = Annotated[
     int | None,
     typer.Option(
-        "--questions-per-call", min=1, help="Questions per pipeline call (default: batch on GPU, 1 on CPU)."
+        "--questions-per-call",
+        min=1,
+        metavar="N",
+        help="Questions per pipeline call (default: batch on GPU, 1 on CPU).",
     ),
 ]
 ThreadsOpt = Annotated[
-    int | None, typer.Option("--threads", min=1, help="torch CPU threads (default: torch's choice).")
+    int | None,
+    typer.Option("--threads", min=1, metavar="N", help="torch CPU threads (default: torch's choice)."),
 ]
 VideosOpt = Annotated[
-    str, typer.Option("--videos", help="Single-video scenario shapes: nextqa,qvhighlights,agent,long.")
+    str,
+    typer.Option(
+        "--videos", metavar="NAMES", help="Single-video scenario shapes: nextqa,qvhighlights,agent,long."
+    ),
 ]
 DatasetVideosOpt = Annotated[
-    int, typer.Option("--dataset-videos", min=1, help="Videos in the dataset scenario.")
+    int, typer.Option("--dataset-videos", min=1, metavar="N", help="Videos in the dataset scenario.")
 ]
 QpvOpt = Annotated[
-    int, typer.Option("--questions-per-video", min=1, help="Questions per video in the dataset scenario.")
+    int,
+    typer.Option(
+        "--questions-per-video", min=1, metavar="N", help="Questions per video in the dataset scenario."
+    ),
 ]
 ScaleOpt = Annotated[
     float,
-    typer.Option("--duration-scale", min=0.001, help="Multiply every scenario video's length (smoke runs)."),
+    typer.Option(
+        "--duration-scale",
+        min=0.001,
+        metavar="X",
+        help="Multiply every scenario video's length (smoke runs).",
+    ),
 ]
 VideoDirOpt = Annotated[
     Path | None,
     typer.Option(
-        "--video-dir", help="Keep scenario videos here (default ~/.cache/sevila_tools/bench-videos)."
+        "--video-dir",
+        metavar="DIR",
+        help="Keep scenario videos here (default ~/.cache/sevila_tools/bench-videos).",
     ),
 ]
-OutOpt = Annotated[Path | None, typer.Option("--out", help="Write the JSON report here.")]
+OutOpt = Annotated[Path | None, typer.Option("--out", metavar="FILE", help="Write the JSON report here.")]
 
 
 def bench(
