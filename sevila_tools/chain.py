@@ -11,6 +11,7 @@ from sevila_tools.encoding import EncodedVideo, FeatureStore, MemoryStore
 from sevila_tools.pipeline import ChainOutput, Pipeline, Query
 from sevila_tools.results import answer_result, localize_result, model_info, notice
 from sevila_tools.schemas import AskRequest, AskResult, ForwardRequest, ForwardResult, LocalizeRequest
+from sevila_tools.selectors import Selection
 from sevila_tools.tools import Answerer, Localizer, PseudoLabeller, make_pipeline
 
 
@@ -55,12 +56,16 @@ class SevilaChain:
         req = _validate(ForwardRequest, request)
         return self.forward_encoded(req, self.localizer.encode(req))
 
-    def forward_encoded(self, request: ForwardRequest | dict[str, Any], ev: EncodedVideo) -> ForwardResult:
-        """The forward chain on an already encoded video (no decoding or ViT for the candidates)."""
+    def forward_encoded(
+        self, request: ForwardRequest | dict[str, Any], ev: EncodedVideo, selection: Selection | None = None
+    ) -> ForwardResult:
+        """The forward chain on an already encoded video (no decoding or ViT for the candidates); a
+        ``selection`` already made for this request (``chain.localizer.select``) is reused, not recomputed."""
         req = _validate(ForwardRequest, request)
         q = Query(req.question, list(req.options), req.answer)
         out: ChainOutput = self.pipeline.forward(
-            [(ev, q)], req.num_keyframes, req.selector, answerer=req.answerer, decoding=req.decoding
+            [(ev, q)], req.num_keyframes, req.selector, answerer=req.answerer, decoding=req.decoding,
+            selections=None if selection is None else [selection],
         )[0]
         return ForwardResult(
             localization=localize_result(req, ev, out.selection, self.runtime),

@@ -169,11 +169,14 @@ class Pipeline:
 
     def forward(
         self, items: Sequence[Item], k: int, selector: str | Selector | None = None, *,
-        answerer: str | None = None, decoding: str | None = None,
+        answerer: str | None = None, decoding: str | None = None, selections: Sequence[Selection] | None = None,
     ) -> list[ChainOutput]:
-        """Selector -> keyframes -> Answerer; the selector may revise the answer (``finalize_answer``)."""
+        """Selector -> keyframes -> Answerer; the selector may revise the answer (``finalize_answer``).
+
+        ``selections`` made earlier by :meth:`select` (same items, ``k`` and selector) are used instead of
+        selecting again."""
         sel = self.selector(selector)
-        selections = self.select(items, k, sel)
+        selections = list(selections) if selections is not None else self.select(items, k, sel)
         answers = self.answer(items, selections, answerer=answerer, decoding=decoding)
         inputs = self.inputs(items)
         return [

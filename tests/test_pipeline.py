@@ -107,3 +107,15 @@ def test_timer_sees_every_stage(tiny_runtime, video_file):
 def test_unknown_answer_strategy_is_one_line_error(tiny_runtime):
     with pytest.raises(Exception, match="unknown answerer 'best'; choose one of: concat, voting"):
         Pipeline(tiny_runtime, answerer="best")
+
+
+def test_forward_reuses_a_given_selection_without_selecting_again(tiny_runtime, encoded, monkeypatch):
+    pipe = Pipeline(tiny_runtime)
+    item = [(encoded, Query("what moves?", OPTS))]
+    selections = pipe.select(item, 2)
+    expected = pipe.forward(item, 2)[0]
+    calls = []
+    monkeypatch.setattr(tiny_runtime, "localizer_logits", lambda *a, **k: calls.append(1))
+    got = pipe.forward(item, 2, selections=selections)[0]
+    assert calls == [] and got.answer.index == expected.answer.index
+    assert got.selection.frame_indices == expected.selection.frame_indices

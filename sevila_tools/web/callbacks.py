@@ -225,12 +225,13 @@ class WebDemo:
         )
         with self._lock:
             ev = self.chain.encode(loc_req)
-            loc = localize_result(loc_req, ev, self.chain.localizer.select(loc_req, ev), self.runtime)
+            selection = self.chain.localizer.select(loc_req, ev)
+            loc = localize_result(loc_req, ev, selection, self.runtime)
         timeline, gallery = self._timeline(loc, session), self._gallery(loc.video, loc.keyframes)
         yield Stage(status="keyframes ready; answering ...", timeline=timeline, gallery=gallery)
         if isinstance(req, ForwardRequest):
             with self._lock:
-                result = self.chain.forward_encoded(req, ev)
+                result = self.chain.forward_encoded(req, ev, selection)  # the Localizer runs once
             final_loc, ans = result.localization, result.answer
             answer, probs = (
                 f"({ans.answer_letter}) {ans.answer_text}",
