@@ -35,12 +35,12 @@ from sevila_tools.cli.common import (
     TrustOpt,
     console,
     err_console,
-    existing_file,
     guarded,
     load_runtime_cli,
     print_json,
     selector_options,
     show_notice,
+    video_arg,
 )
 from sevila_tools.errors import InputError
 from sevila_tools.schemas import DEFAULT_SELECTOR
@@ -74,15 +74,6 @@ def _root(
     STATE.notice_shown = False  # once per command
     if debug:
         STATE.debug = True
-
-
-def _video_arg(video: Path, decoder: str = "auto") -> str:
-    """Check the video before any model loads: exists, is a file, decodes (one-line VideoError otherwise)."""
-    from sevila_tools.video import probe
-
-    path = str(existing_file(video, "video"))
-    probe(path, decoder=decoder)  # type: ignore[arg-type]
-    return path
 
 
 def _print_localization(loc, answer=None) -> None:  # noqa: ANN001 - result models
@@ -152,7 +143,7 @@ def localize(
     options = list(option or [])
     get_selector_class(selector)
     fields = dict(
-        video=_video_arg(video, decoder),
+        video=video_arg(video, decoder),
         question=question,
         options=options,
         num_frames=frames,
@@ -227,7 +218,7 @@ def answer(
 
     _check_answer_flags(at, frames, start, end)
     req = AnswerRequest(
-        video=_video_arg(video, decoder),
+        video=video_arg(video, decoder),
         question=question,
         options=list(option or []),
         num_frames=frames or 4,

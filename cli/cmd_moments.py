@@ -19,11 +19,11 @@ from sevila_tools.cli.common import (
     StartOpt,
     TrustOpt,
     console,
-    existing_file,
     guarded,
     load_runtime_cli,
     print_json,
     show_notice,
+    video_arg,
 )
 
 
@@ -49,10 +49,7 @@ def moments_cmd(
     from sevila_tools.encoding import VideoEncoder
     from sevila_tools.eval.predict import find_moments
     from sevila_tools.schemas import MomentsRequest
-    from sevila_tools.video import probe_video
-
-    path = str(existing_file(video, "video"))
-    probe_video(path)
+    path = video_arg(video, decoder)
     req = MomentsRequest(video=path, query=query, num_frames=frames, start=start, end=end,
                          max_windows=max_windows, span_threshold=span_threshold)
     rt = load_runtime_cli(model, checkpoint, device, trust_checkpoint, quiet=json_output, note=False)

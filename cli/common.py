@@ -240,6 +240,15 @@ def load_runtime_cli(
     return rt
 
 
+def video_arg(video: Path, decoder: str = "auto") -> str:
+    """Check a video before any model loads: exists, is a file, decodes (one-line VideoError otherwise)."""
+    from sevila_tools.video import probe
+
+    path = str(existing_file(video, "video"))
+    probe(path, decoder=decoder)  # type: ignore[arg-type]
+    return path
+
+
 def existing_file(path: Path, what: str = "file") -> Path:
     """Clear one-line errors for a missing path or a directory."""
     from sevila_tools.errors import InputError

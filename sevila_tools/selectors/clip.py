@@ -204,19 +204,17 @@ class CLIPSelector(Selector):
             self._model = model.to(self.device).eval()
         self._tokenizer = tokenizer
 
+    @staticmethod
+    def clip_arguments(runtime: Any, options: CLIPOptions) -> dict[str, Any]:
+        """Constructor arguments from the CLIP options (shared by selectors built on this one)."""
+        model, tok, label = clip_for_runtime(runtime, options.clip_model)
+        return {"model": model, "tokenizer": tok, "text_mode": options.text_mode, "long_text": options.long_text,
+                "pixels": options.pixels, "device": runtime_device(runtime), "model_name": label}
+
     @classmethod
     def create(cls, runtime: Any, options: CLIPOptions) -> CLIPSelector:  # type: ignore[override]
         """Build from :class:`CLIPOptions` on the runtime's device (tiny random CLIP for random runtimes)."""
-        model, tok, label = clip_for_runtime(runtime, options.clip_model)
-        return cls(
-            model,
-            tok,
-            text_mode=options.text_mode,
-            long_text=options.long_text,
-            pixels=options.pixels,
-            device=runtime_device(runtime),
-            model_name=label,
-        )
+        return cls(**cls.clip_arguments(runtime, options))
 
     # -- model access -------------------------------------------------------------------------------------
     @property

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from sevila_tools.errors import InputError
 from sevila_tools.selectors.base import Selection, Selector, SelectorInput, register, selection_from_positions
-from sevila_tools.selectors.clip import CLIPOptions, CLIPSelector, clip_for_runtime, runtime_device
+from sevila_tools.selectors.clip import CLIPOptions, CLIPSelector
 
 __all__ = ["SceneOptions", "SceneSelector", "scene_segments", "select_per_segment"]
 
@@ -130,18 +130,11 @@ class SceneSelector(Selector):
     @classmethod
     def create(cls, runtime: Any, options: SceneOptions) -> SceneSelector:  # type: ignore[override]
         """Build from :class:`SceneOptions` (tiny random CLIP with random-weight runtimes, as ``clip``)."""
-        model, tok, label = clip_for_runtime(runtime, options.clip_model)
         return cls(
-            model,
-            tok,
-            text_mode=options.text_mode,
-            long_text=options.long_text,
-            pixels=options.pixels,
+            **CLIPSelector.clip_arguments(runtime, options),
             threshold=options.scene_threshold,
             z=options.scene_z,
             max_similarity=options.scene_max_similarity,
-            device=runtime_device(runtime),
-            model_name=label,
         )
 
     def config(self) -> dict[str, Any]:
