@@ -16,7 +16,7 @@ ROOTS = {"sevila_tools": "sevila_tools", "cli": "sevila_tools.cli", "eval": "sev
 #: lower layers first; a module may import its own layer and the layers below it, never above
 LAYERS: list[tuple[str, ...]] = [
     ("errors", "prompts", "schemas", "timing", "provenance", "progress", "synthetic"),
-    ("video",),
+    ("video", "synth"),
     ("modeling", "tiny", "runtime", "checkpoint", "loading"),
     ("encoding",),
     ("selectors", "answering"),
