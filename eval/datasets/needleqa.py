@@ -13,7 +13,7 @@ from ..scorers.multiple_choice import Tally, pct, score_choices
 from ._reading import AnnotationFile, as_float, optional_answer
 from ._spec import DatasetSpec, Reader, Sample, register_dataset
 
-TEMPLATE_ORDER = ("colour", "shape", "place")
+TEMPLATE_ORDER = ("shape", "place", "shape_place")
 COLUMNS = (*TEMPLATE_ORDER, "Acc")
 REQUIRED = ("video", "question", "answer", "qid", "template", "event_start", "event_end",
             *(f"a{i}" for i in range(5)))
@@ -50,7 +50,7 @@ def template_breakdown(tally: Tally, order: list[str]) -> dict[str, Any]:
 
 
 def score_needleqa(predictions: Any, samples: Any, **kw: Any) -> dict:
-    """Accuracy per template (colour, shape, place) and overall; see ``score_choices``."""
+    """Accuracy per template (the event named by its shape, place or both) and overall; see ``score_choices``."""
     kw.setdefault("dataset", "needleqa")
     return score_choices(predictions, samples, breakdown=template_breakdown, type_order=TEMPLATE_ORDER,
                          known_types=TEMPLATE_ORDER, **kw)

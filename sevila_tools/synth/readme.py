@@ -18,6 +18,7 @@ def readme_text(cfg: NeedleQAConfig, counts: dict[str, int]) -> str:
     command = (f"sevila synth needleqa --out DIR --videos {cfg.videos} --seed {cfg.seed} --duration {cfg.duration:g} "
                f"--size {cfg.size} --fps {cfg.fps:g} --splits {cfg.splits}")
     templates = "\n".join(f"- `{name}`: \"{text}?\"" for name, (text, _) in TEMPLATES.items())
+    colours = ", ".join(COLOURS)
     return f"""# NeedleQA (synthetic video QA)
 
 {MARKER}
@@ -37,7 +38,8 @@ another for {lo}-{hi} frames each (at most 10 % of the video; long enough that S
 frames always include one of them); they differ in colour, shape and place. The question asks about one of
 them (the target); the other two are distractor events, and their answers are among the wrong options.
 
-Question templates (5 options, one correct):
+Question templates (the event is named by its shape, its place or both; the answer is its colour; the 5
+options are always {colours}, in this order):
 {templates}
 
 Vocabulary: colours {', '.join(COLOURS)}; shapes {', '.join(KINDS)}; places {', '.join(PLACES)}.

@@ -64,15 +64,20 @@ def draw_shape(img: np.ndarray, kind: str, rgb: tuple[int, int, int], cx: float,
     img[ya:yb, xa:xb][sub] = rgb
 
 
-def texture(seed: int, width: int, height: int, tint: tuple[int, int, int]) -> np.ndarray:
-    """A blocky noise texture around ``tint`` with a soft diagonal shading, ``(H, W, 3)`` uint8."""
+def texture_pattern(seed: int, width: int, height: int) -> np.ndarray:
+    """Blocky noise plus a soft diagonal shading around 0, ``(H, W, 1)`` float32."""
     rng = np.random.default_rng(seed)
     block = max(2, round(BLOCK * min(width, height) / 224))
     small = rng.integers(-30, 31, size=(height // block + 1, width // block + 1, 1))
     noise = np.repeat(np.repeat(small, block, axis=0), block, axis=1)[:height, :width]
     yy, xx = np.mgrid[0:height, 0:width]
     shade = 18 * np.sin(2 * math.pi * (xx / width + yy / height))[..., None]
-    img = np.asarray(tint, dtype=np.float32)[None, None] + noise + shade
+    return (noise + shade).astype(np.float32)
+
+
+def texture(seed: int, width: int, height: int, tint: tuple[int, int, int]) -> np.ndarray:
+    """A blocky noise texture around ``tint`` with a soft diagonal shading, ``(H, W, 3)`` uint8."""
+    img = np.asarray(tint, dtype=np.float32)[None, None] + texture_pattern(seed, width, height)
     return np.clip(img, 0, 255).astype(np.uint8)
 
 

@@ -11,20 +11,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-#: colours of event shapes (the answers of colour questions), RGB
+#: colours of event shapes (the answers of colour questions, in the order the options list them), RGB
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (215, 38, 38),
     "green": (40, 170, 60),
     "blue": (45, 85, 230),
     "yellow": (238, 212, 36),
     "purple": (148, 55, 205),
-    "orange": (245, 135, 25),
-    "pink": (242, 112, 188),
-    "cyan": (35, 200, 210),
 }
-#: shapes of events and drifting objects (the answers of shape questions)
-KINDS: tuple[str, ...] = ("circle", "square", "triangle", "diamond", "star", "cross")
-#: where an event shows up, as (x, y) fractions of the frame (the answers of place questions)
+#: shapes of events and drifting objects
+KINDS: tuple[str, ...] = ("circle", "square", "triangle", "star", "cross")
+#: where an event shows up, as (x, y) fractions of the frame
 PLACES: dict[str, tuple[float, float]] = {
     "top left": (0.27, 0.28),
     "top right": (0.73, 0.28),
@@ -34,14 +31,16 @@ PLACES: dict[str, tuple[float, float]] = {
 }
 #: grey tones of the objects that drift through the whole video (never an answer)
 GREYS: tuple[tuple[int, int, int], ...] = ((95, 95, 95), (140, 140, 140), (185, 185, 185), (225, 225, 225))
-#: question templates: name -> (question with {colour}/{kind} slots, what the options are)
+#: question templates, named by how they pick the event: name -> (question with {kind}/{place} slots, what the
+#: options are). Every template asks for the colour, so the question names the event by its shape, its place
+#: or both, and only the frames of that event show the answer.
 TEMPLATES: dict[str, tuple[str, str]] = {
-    "colour": ("what colour is the {kind} that appears", "colour"),
-    "shape": ("which shape appears in {colour}", "kind"),
-    "place": ("where does the {colour} {kind} appear", "place"),
+    "shape": ("what colour is the {kind} that appears", "colour"),
+    "place": ("what colour is the shape that appears in the {place}", "colour"),
+    "shape_place": ("what colour is the {kind} that appears in the {place}", "colour"),
 }
 #: NExT-QA question type of each template (descriptive location / other), so NExT-QA's scorer reads the csv
-NEXTQA_TYPE: dict[str, str] = {"colour": "DO", "shape": "DO", "place": "DL"}
+NEXTQA_TYPE: dict[str, str] = {"shape": "DO", "place": "DL", "shape_place": "DL"}
 NUM_OPTIONS = 5
 EVENTS_PER_VIDEO = 3
 #: candidate frames SeViLA samples; every target event contains at least one of their uniform midpoints
@@ -173,7 +172,8 @@ def muted_tint(rng: np.random.Generator) -> tuple[int, int, int]:
     return r, g, b
 
 
-def _movers(rng: np.random.Generator, count: int) -> list[Mover]:
+def random_movers(rng: np.random.Generator, count: int) -> list[Mover]:
+    """Grey objects with random shape, tone, start, velocity and size."""
     return [
         Mover(
             kind=str(rng.choice(list(KINDS))),
@@ -186,21 +186,20 @@ def _movers(rng: np.random.Generator, count: int) -> list[Mover]:
     ]
 
 
-def make_question(rng: np.random.Generator, events: list[Event], target: int, template: str) -> Question:
-    """A question about ``events[target]``: the other events' answers are among the wrong options."""
+def options_of(template: str) -> tuple[str, ...]:
+    """The five options of a template, always in the same order (the vocabulary of what it asks)."""
+    asks = TEMPLATES[template][1]
+    return {"colour": tuple(COLOURS), "kind": KINDS, "place": tuple(PLACES)}[asks]
+
+
+def make_question(events: list[Event], target: int, template: str) -> Question:
+    """A question about ``events[target]``; the options are the template's whole vocabulary in a fixed order,
+    so the other events' answers are always among the wrong ones."""
     sprite = events[target].sprite
-    others = [e.sprite for i, e in enumerate(events) if i != target]
     text, asks = TEMPLATES[template]
-    question = text.format(colour=sprite.colour, kind=sprite.kind)
-    vocab = {"colour": list(COLOURS), "kind": list(KINDS), "place": list(PLACES)}[asks]
-    gold = getattr(sprite, asks)
-    hard = [getattr(s, asks) for s in others if getattr(s, asks) != gold]
-    rest = [v for v in vocab if v != gold and v not in hard]
-    wrong = hard + [str(v) for v in rng.choice(rest, size=NUM_OPTIONS - 1 - len(hard), replace=False)]
-    options = [gold, *wrong]
-    order = rng.permutation(NUM_OPTIONS)
-    shuffled = tuple(options[int(i)] for i in order)
-    return Question(template, question, shuffled, shuffled.index(gold))
+    options = options_of(template)
+    return Question(template, text.format(kind=sprite.kind, place=sprite.place), options,
+                    options.index(getattr(sprite, asks)))
 
 
 def plan_video(
@@ -228,8 +227,8 @@ def plan_video(
         texture_seed=int(rng.integers(2**31)),
         tint=muted_tint(rng),
         pan=(speed * math.cos(angle), speed * math.sin(angle)),
-        movers=_movers(rng, int(rng.integers(2, 4))),
+        movers=random_movers(rng, int(rng.integers(2, 4))),
         events=events,
         target=target,
-        question=make_question(rng, events, target, name),
+        question=make_question(events, target, name),
     )
