@@ -357,33 +357,21 @@ def demo(
     out: Annotated[
         Path, typer.Option("--out", metavar="DIR", help="Folder for the generated clip and plot.")
     ] = Path("sevila_demo"),
-    model: ModelOpt = "tiny-random",
+    model: ModelOpt = "tiny-trained",
     checkpoint: CheckpointOpt = "auto",
     device: DeviceOpt = "auto",
 ) -> None:
-    """Generate a synthetic clip and run the forward chain on it (the `make demo` job)."""
-    from sevila_tools.chain import SevilaChain
-    from sevila_tools.plotting import plot_localization
-    from sevila_tools.schemas import ForwardRequest
-    from sevila_tools.synthetic import make_video
+    """Generate a NeedleQA clip and run the forward chain on its question (the `make demo` job)."""
+    from sevila_tools.demo import DemoConfig, run_demo
 
-    folder = out
-    folder.mkdir(parents=True, exist_ok=True)
-    video = make_video(folder / "demo_clip.mp4", num_frames=150, fps=30)
-    console.print(f"generated {video} (5 s, 30 fps, moving square)")
-    chain = SevilaChain(load_runtime_cli(model, checkpoint, device, note=False))
-    result = chain.forward(
-        ForwardRequest(
-            video=str(video),
-            question="what is the square doing?",
-            options=["moving left.", "moving right.", "standing still."],
-            num_frames=32,
-            num_keyframes=4,
-        )
-    )
-    _print_localization(result.localization, result.answer)
-    plot_localization(result.localization, folder / "demo_plot.png")
-    console.print(f"plot: {folder / 'demo_plot.png'}")
+    rt = load_runtime_cli(model, checkpoint, device, note=False)
+    res = run_demo(DemoConfig(out=out, model=model, checkpoint=checkpoint, device=device), runtime=rt)
+    console.print(f"generated {res.video} (NeedleQA, 20 s, 8 fps): {res.question}")
+    _print_localization(res.result.localization, res.result.answer)
+    verdict = "[bold green]correct[/bold green]" if res.correct else "[bold red]wrong[/bold red]"
+    console.print(f"gold: ({'ABCDE'[res.gold]}) {res.options[res.gold]} -> {verdict}; the asked event lasts "
+                  f"{res.event[0]:.2f}-{res.event[1]:.2f} s, {res.keyframes_in_event} of 4 keyframes lie in it")
+    console.print(f"plot: {res.plot}")
 
 
 COMMAND_MODULES = (
