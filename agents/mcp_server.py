@@ -19,14 +19,9 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, ImageContent, TextContent, ToolAnnotations
 from pydantic import BaseModel, WithJsonSchema
 
-from sevila_tools.agents.service import (
-    DEFAULT_MODEL,
-    TOOL_SPECS,
-    ToolService,
-    ToolSpec,
-    describe_error,
-    summary_json,
-)
+from sevila_tools.agents.service import ToolService
+from sevila_tools.agents.toolset import TOOL_SPECS, ToolSpec, describe_error, summary_json
+from sevila_tools.schemas import DEFAULT_MODEL
 
 log = logging.getLogger("sevila_tools.agents")
 
