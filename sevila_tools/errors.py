@@ -76,3 +76,14 @@ def error_line(exc: BaseException, names: Mapping[str, str] | None = None) -> st
         if not isinstance(exc, SevilaError):
             text = f"{type(exc).__name__}: {text}"
     return text[:500]
+
+
+def require(module: str, extra: str, what: str) -> None:
+    """Import ``module`` or raise one :class:`InputError` line naming the extra to install (also from a clone)."""
+    import importlib
+
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        raise InputError(f'{what} needs {module}: pip install "sevila-tools[{extra}]" (in a clone: '
+                         f'.venv/bin/pip install -e ".[{extra}]")') from None

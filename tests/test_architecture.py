@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("encoding",),
     ("selectors", "answering"),
     ("pipeline",),
-    ("results", "tools", "chain", "plotting"),
+    ("results", "tools", "chain", "plotting", "demo"),
     ("eval", "training", "recipes", "plugins"),
     ("agents", "web", "benchmarks"),
     ("cli",),

@@ -629,7 +629,7 @@ def test_a_new_dataset_is_one_registration(tmp_path: Path, request: pytest.Fixtu
 
 
 @pytest.mark.parametrize(
-    "first", ["sevila_tools.eval.scorers", "sevila_tools.eval.datasets.vlep", "sevila_tools.cli.cmd_score"]
+    "first", ["sevila_tools.eval.scorers", "sevila_tools.eval.datasets.vlep", "sevila_tools.cli.commands"]
 )
 def test_import_order_does_not_matter(first: str) -> None:
     import subprocess
