@@ -174,11 +174,16 @@ def build(command: Command) -> Callable[..., None]:
     return guarded(run, names=flag_names(params), resumable=resumable)
 
 
-def click_command(command: Command) -> Any:
-    """The click command Typer makes of ``command`` (built when first used)."""
+def typer_app(command: Command) -> typer.Typer:
+    """A Typer application holding just ``command``."""
     app = typer.Typer(rich_markup_mode=None, add_completion=False, pretty_exceptions_enable=False)
     app.command(command.name)(build(command))
-    return typer.main.get_command(app)
+    return app
 
 
-__all__ = ["Args", "build", "click_command", "flag_names"]
+def click_command(command: Command) -> Any:
+    """The click command Typer makes of ``command`` (built when first used)."""
+    return typer.main.get_command(typer_app(command))
+
+
+__all__ = ["Args", "build", "click_command", "flag_names", "typer_app"]

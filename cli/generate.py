@@ -74,8 +74,10 @@ class Param:
         return "p_" + self.key.replace(".", "__")
 
     def annotation(self) -> Any:
-        """The ``Annotated[type, typer.Option(...)]`` of this parameter."""
-        kind = list[self.kind] if self.many else self.kind
+        """The ``Annotated[type, typer.Option(...)]`` of this parameter; numbers stay text here so that the config
+        parses them (one error style: ``--at must be a number (got 'x')``)."""
+        kind = self.kind if self.kind in (bool, Path) else str
+        kind = list[kind] if self.many else kind
         if self.argument:
             spec = typer.Argument(metavar=self.metavar, help=self.help, show_default=False)
             return Annotated[kind if self.required else kind | None, spec]
@@ -183,8 +185,10 @@ class Command:
         for p in params:
             if p.key in self.defaults:
                 p.default, p.required = self.defaults[p.key], False
-            if self.config_file and p.required and not p.argument:
-                p.required, p.help = False, p.help + " Required (here or in --config)."
+            if self.config_file:  # positional words are KEY=VALUE settings here: arguments become options
+                p.argument = False
+                if p.required:
+                    p.required, p.help = False, p.help + " Required (here or in --config)."
         if self.selector_block:
             params += selector_params()
         from sevila_tools.schemas import ModelOptions
