@@ -94,27 +94,26 @@ def selectors(rows: dict[str, Any]) -> None:
             console.print(f"    {key} (default {opt['default']!r}): {opt['description']}", highlight=False)
 
 
-def _eval_rows(s: Any) -> list[tuple[str, str]]:
-    conf, cache = s.config, s.cache
+def _eval_rows(s: Any) -> dict[str, str]:
+    c, cache = s.config, s.cache
     rate = "-" if s.samples_per_s is None else f"{s.samples_per_s:.2f} samples/s"
-    keys = f", {conf.get('keyframes')} keyframes, {conf.get('decoding')}, {conf.get('answerer')}" \
-        if conf.get("keyframes") else ""
-    return [
-        ("output", s.predictions_file + (f" (errors: {s.errors_file})" if s.errors_file else "")),
-        ("samples", f"{s.samples} selected, {s.runnable} runnable, {s.skipped_missing} skipped (missing video), "
-                    f"{s.resumed} resumed"),
-        ("this run", f"{s.processed} processed in {s.elapsed_s:.1f} s ({rate}, batch {s.batch_size}, "
-                     f"{s.world_size} process(es))"),
-        ("records", f"{s.predictions} predictions, {s.errors} errors ({s.errors_this_run} this run)"),
-        ("feature cache", f"{cache.get('hits', 0)} hits, {cache.get('misses', 0)} misses, {cache.get('writes', 0)} "
-                          f"written ({cache.get('dir')})" if cache.get("enabled")
-         else f"off ({cache.get('decoded_videos', 0)} videos decoded)"),
-        ("model", f"{conf.get('model')} / checkpoint {conf.get('checkpoint')}"),
-        ("selector", f"{conf.get('selector')} ({conf.get('frames')} frames{keys})"),
-        ("device", f"{conf.get('device')}" + (f" ({conf.get('gpu')})" if conf.get("gpu") else "")
-                   + f", precision {conf.get('precision')}"),
-        ("versions", ", ".join(f"{k} {v}" for k, v in conf.get("versions", {}).items() if v)),
-    ]
+    keys = f", {c.get('keyframes')} keyframes, {c.get('decoding')}, {c.get('answerer')}" if c.get("keyframes") else ""
+    hits = f"{cache.get('hits', 0)} hits, {cache.get('misses', 0)} misses, {cache.get('writes', 0)} written"
+    return {
+        "output": s.predictions_file + (f" (errors: {s.errors_file})" if s.errors_file else ""),
+        "samples": f"{s.samples} selected, {s.runnable} runnable, {s.skipped_missing} skipped (missing video), "
+                   f"{s.resumed} resumed",
+        "this run": f"{s.processed} processed in {s.elapsed_s:.1f} s ({rate}, batch {s.batch_size}, "
+                    f"{s.world_size} process(es))",
+        "records": f"{s.predictions} predictions, {s.errors} errors ({s.errors_this_run} this run)",
+        "feature cache": f"{hits} ({cache.get('dir')})" if cache.get("enabled")
+        else f"off ({cache.get('decoded_videos', 0)} videos decoded)",
+        "model": f"{c.get('model')} / checkpoint {c.get('checkpoint')}",
+        "selector": f"{c.get('selector')} ({c.get('frames')} frames{keys})",
+        "device": f"{c.get('device')}" + (f" ({c.get('gpu')})" if c.get("gpu") else "") + f", precision "
+                  f"{c.get('precision')}",
+        "versions": ", ".join(f"{k} {v}" for k, v in c.get("versions", {}).items() if v),
+    }
 
 
 def eval_summary(s: Any) -> None:
@@ -124,10 +123,7 @@ def eval_summary(s: Any) -> None:
     if not s.is_main_process:
         return
     show_notice(s.notice)
-    t = table(f"sevila eval {s.dataset}", "key", "value", show_header=False)
-    for key, value in _eval_rows(s):
-        t.add_row(key, value)
-    console.print(t)
+    console.print(key_values(_eval_rows(s), f"sevila eval {s.dataset}"))
     for err in s.first_errors:
         err_console.print(f"error record: {err['qid']}: {err['error']}", highlight=False)
     if s.metrics is not None:
