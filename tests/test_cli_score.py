@@ -1,4 +1,4 @@
-"""``sevila score`` through typer's CliRunner (stand-alone app of cli/cmd_score.py): output and one-line errors."""
+"""``sevila score`` through typer's CliRunner: output and one-line errors."""
 
 from __future__ import annotations
 
