@@ -3,7 +3,8 @@
 A command is a :class:`Command`: its config models (imported when the command is built, so ``sevila --help`` stays
 fast), a run function taking :class:`Args`, and options (``--config``, ``-q``, ``--json``). Each field gives its help
 (``description``) and may carry ``json_schema_extra={"cli": {...}}`` (or :class:`sevila_tools.schemas.CLI`):
-``flags``, ``metavar``, ``argument``, ``hidden``, ``envvar``, ``plugin`` (a registry whose names the help lists) and,
+``flags``, ``metavar``, ``argument``, ``hidden``, ``envvar``, ``help`` (instead of the description), ``plugin`` (a
+registry whose names the help lists) and,
 on a nested model, ``fields`` (``{name: help}`` of the nested fields that get flags). ``docs/cli.md`` has the rules.
 """
 
@@ -114,7 +115,8 @@ def field_param(key: str, name: str, info: Any, meta: dict[str, Any], help_text:
     origin, args = typing.get_origin(ann), typing.get_args(ann)
     flags = list(meta.get("flags") or ["--" + name.replace("_", "-")])
     default = None if info.is_required() else info.get_default(call_default_factory=True)
-    p = Param(key, flags, help=(help_text if help_text is not None else info.description or "") + _plugin_help(
+    text = help_text if help_text is not None else meta.get("help", info.description or "")
+    p = Param(key, flags, help=text + _plugin_help(
         name, meta), argument=bool(meta.get("argument")), hidden=bool(meta.get("hidden")),
         envvar=meta.get("envvar"), required=info.is_required(), default=default)
     if ann is bool:

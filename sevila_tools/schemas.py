@@ -64,8 +64,8 @@ _OPTION = CLI(flags=["--option", "-o"], metavar="TEXT")
 _SEC = CLI(metavar="SEC")
 _FRAMES = CLI(flags=["--frames", "-n"], metavar="N")
 _KEYFRAMES = CLI(flags=["--keyframes", "-k"], metavar="N")
-_SELECTOR = CLI(flags=["--selector", "-s"], metavar="NAME")
-_NAME = CLI(metavar="NAME")
+_SELECTOR = CLI(flags=["--selector", "-s"], metavar="NAME", help="Keyframe selector.")
+_NAME = CLI(metavar="NAME", help="Answer strategy.")
 
 
 class _Request(BaseModel):
