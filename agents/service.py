@@ -22,11 +22,11 @@ from sevila_tools.agents.toolset import (  # noqa: F401 - re-exported: the tool 
     SPECS,
     TOOL_SPECS,
     ToolSpec,
-    describe_error,
+    describe_error,  # the old name of errors.error_line
     summarize_localize,
     summary_json,
 )
-from sevila_tools.errors import InputError
+from sevila_tools.errors import InputError, error_line
 from sevila_tools.schemas import (  # noqa: F401 - re-exported for agent code written against this module
     DEFAULT_MODEL,
     RANDOM_WEIGHTS_NOTICE,
@@ -127,7 +127,7 @@ class ToolService:
 
         def report(f: Future[Any]) -> None:
             if not f.cancelled() and f.exception() is not None:
-                log.error("model loading failed: %s", describe_error(f.exception()))  # type: ignore[arg-type]
+                log.error("model loading failed: %s", error_line(f.exception()))  # type: ignore[arg-type]
 
         fut.add_done_callback(report)
         return fut
@@ -243,5 +243,5 @@ class ToolService:
                 paths.append(str(path))
             return paths
         except Exception as exc:  # noqa: BLE001 - thumbnails are a convenience
-            log.warning("could not write keyframe thumbnails for %s: %s", video, describe_error(exc))
+            log.warning("could not write keyframe thumbnails for %s: %s", video, error_line(exc))
             return []
