@@ -64,10 +64,16 @@ class AblationConfig(RunOptions):
     ``selectors=None``: every registered selector that can run (``docs/eval.md``). ``selector_options`` is the
     flat option dict; each selector takes the keys it declares (``long_video`` defaults to ``sliding`` here)."""
 
-    selectors: list[str] | None = None
-    selector_options: dict[str, Any] = Field(default_factory=lambda: {"long_video": "sliding"})
-    grid: list[tuple[int, int]] = Field(default_factory=lambda: parse_grid(DEFAULT_GRID))
-    answerers: list[str] = Field(default_factory=lambda: ["concat"])
+    selectors: list[str] | None = Field(None, description="Selectors, comma separated (default: every registered "
+                                        "one that can run here).", json_schema_extra={"cli": {
+                                            "flags": ["--selector", "-s"], "metavar": "NAMES"}})
+    selector_options: dict[str, Any] = Field(default_factory=lambda: {"long_video": "sliding"},
+                                             description="Selector options by key.")
+    grid: list[tuple[int, int]] = Field(default_factory=lambda: parse_grid(DEFAULT_GRID),
+                                        description=f"FRAMES:KEYFRAMES settings (default {DEFAULT_GRID}).",
+                                        json_schema_extra={"cli": {"metavar": "N:K,..."}})
+    answerers: list[str] = Field(default_factory=lambda: ["concat"], description="Answer strategies, comma "
+                                 "separated.", json_schema_extra={"cli": {"flags": ["--answerer"], "metavar": "NAMES"}})
 
     @field_validator("grid", mode="before")
     @classmethod

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sevila_tools.errors import InputError, VideoError
+from sevila_tools.schemas import weights_notice
 from sevila_tools.selectors import get_selector_class, options_for
 
 from ..datasets import preflight
@@ -217,7 +218,7 @@ class AblationRun:
             vit_cache={"enabled": self.cfg.cache, "dir": self.vit_dir, **self.vit},
             selector_memo=selector_memo_stats(), video_checks=self.video_checks, notes=self.notes(),
             random_weights=random_weights,
-            notice="RANDOM WEIGHTS (tiny-random preset): metrics are meaningless" if random_weights else None,
+            notice=weights_notice(random_weights),
             config=self.cfg.model_dump(mode="json"),
         )
         files = {k: out / f"results.{ext}" for k, ext in (("markdown", "md"), ("csv", "csv"), ("json", "json"),
