@@ -153,10 +153,12 @@ def test_self_refine_runs_the_papers_order(data, tmp_path):
     # the labels are the zero-shot Answerer's: the same file from a fresh model
     refine_cfg = SelfRefineRun(cfg).stage_configs()["refine"]
     pseudo_label(fresh_runtime(), samples_of(data)[:2], tmp_path / "zero", refine_cfg, progress_bar=False)
-    assert read_labels(out / "iter_1" / "labels" / "pseudo_labels.jsonl") == read_labels(tmp_path / "zero" / "pseudo_labels.jsonl")
+    mine = read_labels(out / "iter_1" / "labels" / "pseudo_labels.jsonl")
+    assert mine == read_labels(tmp_path / "zero" / "pseudo_labels.jsonl")
     ref = read_training_checkpoint(out / "iter_1" / "refine" / "checkpoint.pth")
     assert ref["hparams"]["init"] == "checkpoint"  # refines the pre-trained Localizer (the paper's PT+SR)
-    assert "localizer initialised from: iter_1/pretrain (checkpoint_best.pth)" in (out / "iter_1" / "refine" / "train.log").read_text()
+    log = (out / "iter_1" / "refine" / "train.log").read_text()
+    assert "localizer initialised from: iter_1/pretrain (checkpoint_best.pth)" in log
     ft = read_training_checkpoint(out / "iter_1" / "finetune" / "checkpoint.pth")
     refined = read_training_checkpoint(Path(it["refine"]["weights"]))
     assert same(part(ft["model"], "localizer"), part(refined["model"], "localizer"))
