@@ -25,7 +25,7 @@ from sevila_tools.training.runconfig import (
 from sevila_tools.training.runs import TrainResult
 
 log = logging.getLogger("sevila_tools.training")
-#: the stages of ``self-refine`` and their recipes' task names
+#: the stages of ``self-refine`` and their recipes' task names (the first one runs on the pre-training data)
 STAGES = ("pretrain", "finetune", "refine")
 #: self-refinement refines the pre-trained Localizer (the paper's PT+SR) unless ``refine.init`` says otherwise
 SELF_REFINE_DEFAULTS = {"refine": {"init": "checkpoint"}}
@@ -219,11 +219,11 @@ class SelfRefineRun(_Run):
         if bad:
             raise InputError(f"unknown stage {bad[0]!r} in {bad[0]}.KEY; stages: {', '.join(STAGES)}")
         shared = {k: v for k, v in hp.items() if "." not in k}
+        datasets = dict.fromkeys(STAGES, self.cfg.dataset) | {STAGES[0]: self.cfg.pretrain_dataset}
         out = {}
-        for stage in STAGES:
+        for stage, dataset in datasets.items():
             own = {k.split(".", 1)[1]: v for k, v in hp.items() if k.startswith(stage + ".")}
             over = {**SELF_REFINE_DEFAULTS.get(stage, {}), **shared, **own}
-            dataset = self.cfg.pretrain_dataset if stage == "pretrain" else self.cfg.dataset
             out[stage] = resolve_config(stage, _dataset(dataset), None, over)
         return out
 

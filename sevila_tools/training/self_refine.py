@@ -26,13 +26,15 @@ STAGE_KEYS = (
     "best",
     "final_validation",
 )
-#: the parts of one iteration, in order. ``paper``: the paper's Table 14 text and the official nexqa_sr.sh
-#: (pseudo-labels from the zero-shot Answerer, then the refined Localizer's keyframes fine-tune the Answerer);
-#: ``readme``: the official README's list (fine-tune before refining).
+#: the parts of every iteration after pre-training, in order. ``paper``: the paper's Table 14 text and the
+#: official nexqa_sr.sh (pseudo-labels from the zero-shot Answerer, then the refined Localizer's keyframes
+#: fine-tune the Answerer); ``readme``: the official README's list (fine-tune before refining).
 ORDERS: dict[str, tuple[str, ...]] = {
-    "paper": ("pretrain", "labels", "refine", "finetune"),
-    "readme": ("pretrain", "finetune", "labels", "refine"),
+    "paper": ("labels", "refine", "finetune"),
+    "readme": ("finetune", "labels", "refine"),
 }
+#: the part that runs first in iteration 1 when span annotations are given
+PRETRAIN = "pretrain"
 Order = Literal["paper", "readme"]
 
 
@@ -64,7 +66,7 @@ class SelfRefinement:
         if order not in ORDERS:
             raise InputError(f"unknown self-refinement order {order!r}; choose one of: {', '.join(ORDERS)}")
         self.runtime, self.samples, self.out, self.order = runtime, list(samples), Path(out_dir), order
-        self.configs = {"pretrain": pretrain, "finetune": finetune, "refine": refine}
+        self.configs = {PRETRAIN: pretrain, "finetune": finetune, "refine": refine}
         self.pretrain_samples = list(pretrain_samples or [])
         self.pretrain_val, self.val_samples = list(pretrain_val_samples or []), list(val_samples or [])
         self.acc = accelerator if accelerator is not None else make_accelerator(runtime.device)
@@ -79,7 +81,7 @@ class SelfRefinement:
     def _train(self, name: str, it: int) -> dict[str, Any]:
         stage_dir = self.out / f"iter_{it}" / name
         samples, val = {
-            "pretrain": (self.pretrain_samples, self.pretrain_val),
+            PRETRAIN: (self.pretrain_samples, self.pretrain_val),
             "refine": (self.samples, self.val_samples),
             "finetune": (self.samples, self.val_samples),
         }[name]
@@ -119,8 +121,8 @@ class SelfRefinement:
 
     def parts(self, it: int) -> list[str]:
         """The parts iteration ``it`` runs, in order (pre-training only in iteration 1, with span data)."""
-        has_pretrain = it == 1 and bool(self.pretrain_samples) and self.configs["pretrain"] is not None
-        return [p for p in ORDERS[self.order] if p != "pretrain" or has_pretrain]
+        has_pretrain = it == 1 and bool(self.pretrain_samples) and self.configs[PRETRAIN] is not None
+        return [PRETRAIN] * has_pretrain + list(ORDERS[self.order])
 
     def iteration(self, it: int) -> dict[str, Any]:
         """One iteration's parts; the record stops early (``complete`` False) when a part stopped."""
