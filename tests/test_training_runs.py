@@ -13,6 +13,7 @@ pytest.register_assert_rewrite("training_support")
 from training_support import FAST, TINY, cli, fresh_runtime, part, runner, same, samples_of, snapshot  # noqa: E402
 
 from sevila_tools.cli.app import app  # noqa: E402
+from sevila_tools.errors import InputError  # noqa: E402
 from sevila_tools.loading import load_runtime  # noqa: E402
 from sevila_tools.tiny import tiny_model, tiny_tokenizer  # noqa: E402
 from sevila_tools.training import (  # noqa: E402
@@ -175,6 +176,18 @@ def test_self_refine_readme_order_is_an_option(data, tmp_path):
     ref = read_training_checkpoint(out / "iter_1" / "refine" / "checkpoint.pth")
     assert same(part(ref["model"], "answerer"), part(ft["model"], "answerer"))  # labelled by the fine-tuned one
     assert not same(part(ft["model"], "answerer"), part(snapshot(fresh_runtime().model), "answerer"))
+
+
+def test_self_refine_stage_overrides(data, tmp_path):
+    cfgs = SelfRefineRun(sr_config(data, tmp_path, hparams={"refine.init": "base", "finetune.lr": 1e-4})).stage_configs()
+    assert (cfgs["refine"].init, cfgs["finetune"].lr, cfgs["pretrain"].lr) == ("base", 1e-4, 3e-2)
+    assert cfgs["pretrain"].dataset == "qvhighlights" and cfgs["finetune"].num_frames == 8
+    assert {"option": "init", "official": "base", "used": "checkpoint"} in SelfRefineRun(
+        sr_config(data, tmp_path)).stage_configs()["refine"].deviations()
+    with pytest.raises(InputError, match="unknown stage 'answer'"):
+        SelfRefineRun(sr_config(data, tmp_path, hparams={"answer.lr": 1.0})).stage_configs()
+    with pytest.raises(InputError, match="each stage's own recipe"):
+        SelfRefineRun(sr_config(data, tmp_path, recipe="refine-nextqa")).stage_configs()
 
 
 # ------------------------------------------------------------------------------------------------ warnings and hints

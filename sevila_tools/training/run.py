@@ -215,6 +215,8 @@ class SelfRefineRun(_Run):
         """One config per stage: shared overrides, then ``STAGE.KEY`` ones (refine defaults to ``init=checkpoint``:
         it refines the pre-trained Localizer)."""
         hp = self.cfg.hparams
+        if self.cfg.recipe is not None:
+            raise InputError("self-refine uses each stage's own recipe; change a stage with STAGE.KEY=VALUE")
         bad = sorted({k.split(".")[0] for k in hp if "." in k} - set(STAGES))
         if bad:
             raise InputError(f"unknown stage {bad[0]!r} in {bad[0]}.KEY; stages: {', '.join(STAGES)}")
