@@ -79,7 +79,7 @@ class AblationRun:
                 why = cls.unavailable_reason(options_for(name, flat), self.random_preset)
                 if why:
                     raise InputError(f"the {name} selector cannot run: {why}")
-        self.settings = plan_settings(self.selectors, cfg.grid, cfg.answerers)
+        self.settings = plan_settings(self.selectors, cfg.grid, cfg.answerers, flat)
 
     def check_videos(self) -> None:
         segments = list(dict.fromkeys((s.video, s.start, s.end) for s in self.runnable))
@@ -184,7 +184,8 @@ class AblationRun:
         notes: list[str] = []
         if any(r.own_rule for r in self.rows):
             notes.append("¹ these selectors decide how many frames to read (uniform: k frames by the midpoint rule "
-                         "with n = k), so grid entries with the same k share one row.")
+                         "with n = k; oracle: 4 uniform frames, the paper's Table 9), so grid entries that read the "
+                         "same frames share one row.")
         for name in dict.fromkeys(r.selector for r in self.rows):
             cls = get_selector_class(name)
             if cls.needs_gold:
