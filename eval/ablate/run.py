@@ -14,8 +14,8 @@ from sevila_tools.selectors import get_selector_class, options_for
 
 from ..datasets import preflight
 from ..records import atomic_write_text, is_error, latest, read_records
-from ..runner import SUMMARY_NAME, EvalConfig, EvalRun, RunOptions, run_eval
-from ..session import score_run
+from ..runner import LOG_NAME, SUMMARY_NAME, EvalConfig, EvalRun, RunOptions, run_eval
+from ..session import RunLog, score_run
 from .config import AblationConfig, Setting, default_selectors, plan_settings
 from .report import AblationResult, AblationRow, render_csv, render_markdown, render_png
 
@@ -244,7 +244,20 @@ def run_ablation(
     run, an existing output without ``resume``/``overwrite`` or a resumed setting written with other settings;
     :class:`VideoError` for missing/unreadable videos without ``skip_missing``."""
     cfg = config if isinstance(config, AblationConfig) else AblationConfig.model_validate(config)
-    run = AblationRun(cfg, runtime, progress, console, on_status or (lambda msg: log.info("%s", msg)), on_status)
-    for step in (run.load, run.plan, run.check_videos, run.prepare_output, run.run_settings):
-        step()
-    return run.finish()
+    runlog, status = RunLog(cfg.out / LOG_NAME), on_status or (lambda msg: log.info("%s", msg))
+
+    def say(msg: str) -> None:
+        status(msg)
+        runlog.write(msg)
+
+    run = AblationRun(cfg, runtime, progress, console, say, on_status)
+    start = f"ablate {cfg.dataset}: {cfg.annotations} (videos {cfg.videos}), model {cfg.model}" + (
+        ", resume" if cfg.resume else "")
+    with runlog.capture(start, lambda: f"interrupted after {run.n_run + run.n_resumed} of "
+                        f"{len(getattr(run, 'settings', []))} settings: rerun with --resume to continue"):
+        for step in (run.load, run.plan, run.check_videos, run.prepare_output, run.run_settings):
+            step()
+        result = run.finish()
+        runlog.write(f"finished in {result.elapsed_s:.1f} s: {result.settings_run} settings run, "
+                     f"{result.settings_resumed} resumed; results in {result.files['markdown']}")
+        return result
