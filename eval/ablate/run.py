@@ -180,6 +180,7 @@ class AblationRun:
 
     # ---------------------------------------------------------------- 5. notes and files
     def notes(self) -> list[str]:
+        """The numbered notes under the table: each fact once (settings that share a note are named together)."""
         notes: list[str] = []
         if any(r.own_rule for r in self.rows):
             notes.append("¹ these selectors decide how many frames to read (uniform: k frames by the midpoint rule "
@@ -187,7 +188,7 @@ class AblationRun:
         for name in dict.fromkeys(r.selector for r in self.rows):
             cls = get_selector_class(name)
             if cls.needs_gold:
-                notes.append(f"{name} reads the gold answers: an upper bound, not a method ({cls.description}).")
+                notes.append(f"{name} reads the gold answers. {cls.description}")
         for name, record in self.video_checks.items():
             notes.append(f"{name}: {record.get('note', json.dumps(record, default=str))}")
         notes += [f"selector {name} not run: {why}." for name, why in self.skipped.items()]
@@ -195,12 +196,28 @@ class AblationRun:
             notes.append(f"--limit {self.cfg.limit}: scored on the first {len(self.selected)} questions only.")
         if not self.has_gold:
             notes.append("the annotations carry no gold answers: predictions only, nothing scored.")
-        if len(self.runnable) < len(self.selected):
-            notes.append(f"{len(self.selected) - len(self.runnable)} questions skipped (missing videos).")
-        notes += [f"{r.setting}: {r.note}." for r in self.rows if r.note and self.has_gold]
+        skipped = len(self.selected) - len(self.runnable)
+        if skipped:
+            notes.append(f"{skipped} of {len(self.selected)} questions skipped (missing videos): not scored.")
+        notes += self._row_notes(skipped)
         if not self.cfg.cache:
             notes.append("feature cache off (--no-cache): ViT features were recomputed for every setting.")
         return notes
+
+    def _row_notes(self, skipped: int) -> list[str]:
+        """Notes of single settings, grouped by text; those that only repeat a note above are left out."""
+        if not self.has_gold:
+            return []
+        groups: dict[str, list[str]] = {}
+        for r in self.rows:
+            if not r.note:
+                continue
+            only_skipped = "have no prediction" in r.note and r.n + skipped == r.n_total  # = the skipped videos
+            if not (only_skipped or r.note.startswith("--limit ")):
+                groups.setdefault(r.note, []).append(r.setting)
+        everyone = len(self.rows) > 1
+        return [f"{'every setting' if everyone and len(ids) == len(self.rows) else ', '.join(ids)}: {note}."
+                for note, ids in groups.items()]
 
     def finish(self) -> AblationResult:
         from sevila_tools.selectors.memo import selector_memo_stats

@@ -148,7 +148,7 @@ class OracleSelector(Selector):
 
     name: ClassVar[str] = "oracle"
     description: ClassVar[str] = (
-        "Upper bound: frames where the single-frame Answerer is right (needs the gold answer)."
+        "Upper bound, not a method: the frames where the Answerer, reading each frame alone, gives the gold answer."
     )
     needs_gold: ClassVar[bool] = True
     scores_candidates: ClassVar[bool] = True
