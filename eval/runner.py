@@ -250,7 +250,7 @@ class EvalRun:
         report = preflight(self.selected, check_readable=True)
         self.bad = list(report.missing) + list(report.unreadable)
         if self.bad:
-            msg = report.summary()
+            msg = report.summary(self.spec.missing_videos_hint(self.cfg.video_map))
             if not self.cfg.skip_missing:
                 raise VideoError(f"{msg}; pass --skip-missing to evaluate the others")
             self.say(f"warning: {msg}; skipping their questions (--skip-missing)")

@@ -57,10 +57,11 @@ class AblationRun:
         self.has_gold = all(s.answer is not None for s in self.selected)
         report = preflight(self.selected, check_readable=True)
         bad = list(report.missing) + list(report.unreadable)
+        msg = report.summary(self.spec.missing_videos_hint(cfg.video_map))
         if bad and not cfg.skip_missing:
-            raise VideoError(f"{report.summary()}; pass --skip-missing to evaluate the others")
+            raise VideoError(f"{msg}; pass --skip-missing to evaluate the others")
         if bad:
-            self.say(f"warning: {report.summary()}; skipping their questions (--skip-missing)")
+            self.say(f"warning: {msg}; skipping their questions (--skip-missing)")
         self.runnable = [s for s in self.selected if s.video not in set(bad)]
 
     # ---------------------------------------------------------------- 2. selectors and settings
