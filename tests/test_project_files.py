@@ -70,3 +70,35 @@ def test_mypy_checks_files_that_exist():
     files = re.findall(r'"([^"]+)"', block.group(1))
     assert files[:2] == ["sevila_tools/pipeline.py", "sevila_tools/runtime.py"]
     assert all((REPO / f).exists() for f in files)
+
+
+def test_docs_index_lists_every_page_and_starts_with_an_order():
+    index = _text("docs/README.md")
+    linked = set(re.findall(r"\]\(([\w-]+\.md)\)", index))
+    pages = {p.name for p in (REPO / "docs").glob("*.md")} - {"README.md"}
+    assert linked == pages
+    start = index[index.index("## Start here") : index.index("## All pages")]
+    assert re.findall(r"(?m)^(\d+)\. ", start) == [str(i) for i in range(1, 8)]
+    assert ".venv/bin/sevila" in start and "data.md" in start and "accuracy.md" in start
+
+
+def test_data_and_accuracy_pages_cover_every_dataset():
+    from sevila_tools.eval.datasets import available_datasets, get_dataset
+
+    names = {"nextqa": "NExT-QA", "star": "STAR", "how2qa": "How2QA", "tvqa": "TVQA", "vlep": "VLEP",
+             "qvhighlights": "QVHighlights"}
+    assert set(available_datasets()) == set(names)
+    data, accuracy = _text("docs/data.md"), _text("docs/accuracy.md")
+    for name, title in names.items():
+        assert re.search(rf"(?m)^\| {title} \| ", data), name
+        if get_dataset(name).task == "multiple_choice":
+            assert re.search(rf"(?m)^\| {title} \| \d+\.\d \| \d+\.\d \|", accuracy), name
+    assert "| NExT-QA | 63.6 | 73.8 |" in accuracy and "Table 2" in accuracy
+
+
+def test_the_memory_figure_is_marked_as_an_estimate():
+    readme = " ".join(_text("README.md").split())
+    assert "about 9 GB of GPU memory in the default precision at batch 1, an **estimate**" in readme
+    assert "source .venv/bin/activate" in readme and ".venv/bin/sevila --help" in readme
+    bench = next(line for line in _text("BENCHMARKS.md").splitlines() if "peak memory ≤ 9 GB" in line)
+    assert "**estimate**" in bench and "not measured" in bench
