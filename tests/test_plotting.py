@@ -37,13 +37,16 @@ def test_web_answer_tab_with_an_emoji_question_warns_nothing(tiny_runtime, video
     from sevila_tools.chain import SevilaChain
     from sevila_tools.web import WebDemo
 
+    upload = tmp_path / "upload" / "clip.mp4"  # the page deletes its uploads when the session ends
+    upload.parent.mkdir()
+    upload.write_bytes(Path(video_file).read_bytes())
     demo = WebDemo(SevilaChain(tiny_runtime), work_dir=tmp_path / "web")
     try:
-        fields = demo.fields(str(video_file), None, QUESTION, "a 🐕.\nno dog.", 8, 2, None, None)
+        fields = demo.fields(str(upload), None, QUESTION, "a 🐕.\nno dog.", 8, 2, None, None)
         with warnings.catch_warnings(), caplog.at_level(logging.WARNING, logger="matplotlib"):
             warnings.simplefilter("error")
             stages = list(demo.run(fields, "localizer"))
         assert Path(stages[0].timeline).read_bytes()[:4] == b"\x89PNG"
     finally:
         demo.close()
-    assert caplog.records == [] and stages[-1].answer is not None
+    assert caplog.records == [] and stages[-1].answer is not None and Path(video_file).exists()
