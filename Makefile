@@ -4,23 +4,34 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # torch is installed first and pinned so pip never resolves a CUDA build on CPU machines;
 # on a GPU machine use e.g. `make demo TORCH_SPEC="torch==2.13.0 --index-url ..."`.
+# $(VENV)/.torch holds the spec that installed torch: a different TORCH_SPEC reinstalls torch (`make clean` keeps
+# the venv and the marker; delete .venv to start over).
 TORCH_SPEC ?= torch==2.13.0
+TORCH_MARK := $(VENV)/.torch
+# the package is reinstalled when its metadata changes (pyproject.toml, or the version in sevila_tools/__init__.py)
 PYTEST_ARGS ?=
 
 .PHONY: demo test lint install install-dev clean browser
+ifneq ($(shell cat $(TORCH_MARK) 2>/dev/null),$(strip $(TORCH_SPEC)))
+.PHONY: $(TORCH_MARK)
+endif
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.torch: | $(BIN)/python
+$(TORCH_MARK): | $(BIN)/python
+	@if [ -f $@ ]; then \
+	  echo "TORCH_SPEC changed ('$$(cat $@)' -> '$(strip $(TORCH_SPEC))'): reinstalling torch"; \
+	  $(BIN)/python -m pip uninstall -q -y torch; \
+	fi
 	$(BIN)/python -m pip install -q $(TORCH_SPEC)
-	touch $@
+	printf '%s\n' '$(strip $(TORCH_SPEC))' > $@
 
-$(VENV)/.installed: pyproject.toml $(VENV)/.torch
+$(VENV)/.installed: pyproject.toml sevila_tools/__init__.py $(TORCH_MARK)
 	$(BIN)/python -m pip install -q -e .
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml $(VENV)/.torch
+$(VENV)/.installed-dev: pyproject.toml sevila_tools/__init__.py $(TORCH_MARK)
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $@ $(VENV)/.installed
 
@@ -36,8 +47,10 @@ browser:
 test: $(VENV)/.installed-dev browser
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
+# ruff on everything; mypy on the files listed under [tool.mypy] in pyproject.toml
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 clean:
 	rm -rf demo_out sevila_demo .pytest_cache build *.egg-info

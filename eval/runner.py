@@ -40,6 +40,7 @@ from .records import (
     read_records,
     shard_files,
 )
+from .session import RunLog
 
 log = logging.getLogger("sevila_tools.eval")
 
@@ -220,14 +221,31 @@ class EvalRun:
         self.dist: Dist = distributed(cfg.device)
         self.bad: list[str] = []
         self.load_s = 0.0
+        self.processed, self.todo = 0, 0
+        self.runlog = RunLog(cfg.out / LOG_NAME, enabled=self.dist.main)
 
     def say(self, msg: str) -> None:
         """A status line for the user, also kept in the run folder's log."""
         self._say(msg)
-        if self.dist.main:
-            self.cfg.out.mkdir(parents=True, exist_ok=True)
-            with open(self.cfg.out / LOG_NAME, "a", encoding="utf-8") as f:
-                f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}\n")
+        self.runlog.write(msg)
+
+    def started(self) -> str:
+        """The first log line of an invocation."""
+        cfg = self.cfg
+        return (f"eval {cfg.dataset}: {cfg.annotations} (videos {cfg.videos}), selector {cfg.selector}, "
+                f"{cfg.num_frames} frames, {cfg.keyframes} keyframes, model {cfg.model}"
+                + (", resume" if cfg.resume else ""))
+
+    def interrupted(self) -> str:
+        """The log line of a run stopped by Ctrl-C."""
+        return (f"interrupted after {self.processed} of {self.todo} samples: rerun with --resume to continue")
+
+    def finished(self, summary: EvalSummary) -> str:
+        """The last log line of a completed run."""
+        head = summary.metrics.get("headline") if summary.metrics else None
+        score = f"; {head['metric']} {head['value']:.2f}" if head else ""
+        return (f"finished in {summary.elapsed_s:.1f} s: {summary.processed} processed, {summary.resumed} resumed, "
+                f"{summary.errors_this_run} errors{score}" + (f" ({summary.metrics_note})" if summary.metrics_note else ""))
 
     # ---------------------------------------------------------------- 1. annotations
     def load(self) -> None:
@@ -250,7 +268,7 @@ class EvalRun:
         report = preflight(self.selected, check_readable=True)
         self.bad = list(report.missing) + list(report.unreadable)
         if self.bad:
-            msg = report.summary()
+            msg = report.summary(self.spec.missing_videos_hint(self.cfg.video_map))
             if not self.cfg.skip_missing:
                 raise VideoError(f"{msg}; pass --skip-missing to evaluate the others")
             self.say(f"warning: {msg}; skipping their questions (--skip-missing)")
@@ -380,7 +398,7 @@ class EvalRun:
         loaded: dict[FrameSpec, Any] = {}
         remaining = Counter(video_spec(s, self.n) for b in mine for s in b)
         stream = self._encoded(mine)
-        total = sum(1 for b in mine for s in b if s.qid not in self.done)
+        total = self.todo = sum(1 for b in mine for s in b if s.qid not in self.done)
         label = f"eval {self.cfg.dataset}" + (f" [rank 0 of {self.dist.world}]" if self.dist.world > 1 else "")
         bar = make_run_progress(self.progress and self.dist.main, unit="samples")
         with bar:
@@ -482,11 +500,13 @@ def run_eval(
     """
     cfg = config if isinstance(config, EvalConfig) else EvalConfig.model_validate(config)
     run = EvalRun(cfg, runtime, progress, console, on_status or (lambda msg: log.info("%s", msg)))
-    with torch.random.fork_rng(devices=[]):  # seeded without disturbing the caller's RNG
-        torch.manual_seed(cfg.seed)
+    with run.runlog.capture(run.started(), run.interrupted), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)  # seeded without disturbing the caller's RNG
         for step in (run.load, run.check_videos, run.prepare_output, run.load_model, run.predict):
             step()
-        return run.finish()
+        summary = run.finish()
+        run.runlog.write(run.finished(summary))
+        return summary
 
 
 __all__ = [

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -40,8 +40,12 @@ class ChainOutput:
     answer: Answer
 
 
-def _groups(keys: Sequence[Hashable]) -> dict[Hashable, list[int]]:
-    out: dict[Hashable, list[int]] = {}
+K = TypeVar("K", bound=Hashable)
+
+
+def _groups(keys: Sequence[K]) -> dict[K, list[int]]:
+    """Positions of each distinct key, in first-seen order."""
+    out: dict[K, list[int]] = {}
     for i, key in enumerate(keys):
         out.setdefault(key, []).append(i)
     return out

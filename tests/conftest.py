@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 import pytest
+import suite_order
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -20,6 +21,57 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = REPO_ROOT / "tests" / "data"
 _PACKED = (".jsonl.gz", ".json.gz", ".csv.gz")
+_SEED = pytest.StashKey[int]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--shuffle",
+        metavar="SEED",
+        default=None,
+        help="run test files and the tests inside them in a seeded order; 'random' draws (and prints) a seed",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    value = config.getoption("--shuffle")
+    if value is not None:
+        try:
+            config.stash[_SEED] = suite_order.parse_seed(value)
+        except ValueError as e:
+            raise pytest.UsageError(str(e)) from None
+
+
+def _shuffle_line(config: pytest.Config) -> str | None:
+    seed = config.stash.get(_SEED, None)
+    return None if seed is None else f"shuffled order: repeat it with --shuffle={seed}"
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    return _shuffle_line(config)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    seed = config.stash.get(_SEED, None)
+    if seed is not None:
+        suite_order.reorder(items, [item.nodeid for item in items], seed)
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    line = _shuffle_line(config)
+    if line:
+        terminalreporter.write_line(line)
+
+
+@pytest.fixture
+def one_thread():
+    """Run the test with one torch thread (tiny models are faster so, and the machine is shared); restored after."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="session")

@@ -408,3 +408,38 @@ def test_run_ablation_library_voting_without_gold(dataset, tiny_runtime, tmp_pat
     md = (tmp_path / "o" / "results.md").read_text()
     assert md.count("| – | – | – | – | – | – | – | – | – | – | – | 0/2 |") == 4
     assert (tmp_path / "o" / "results.png").stat().st_size > 0
+
+
+def test_notes_say_each_fact_once(dataset, first_run, tiny_runtime, tmp_path):
+    """A skipped video, --limit and the oracle: one note each, not one per setting; the oracle described once."""
+    from sevila_tools.eval.ablate import run_ablation
+    from sevila_tools.selectors import get_selector_class
+
+    md = (first_run[0] / "results.md").read_text()
+    notes = [line.split(". ", 1)[1] for line in md.splitlines() if line[:1].isdigit()]
+    assert len(notes) == len(set(notes))
+    assert f"oracle reads the gold answers. {get_selector_class('oracle').description}" in notes
+    assert md.count("upper bound") + md.count("Upper bound") == 1
+    missing = dataset / "missing.csv"
+    missing.write_text((dataset / "val.csv").read_text() + ROWS[0].replace("1001,", "9999,", 1) + "\n")
+    res = run_ablation(
+        {"dataset": "nextqa", "annotations": missing, "videos": dataset, "out": tmp_path / "o", "limit": 5,
+         "selectors": "uniform,localizer", "grid": "4:2", "skip_missing": True, "cache": False},
+        runtime=tiny_runtime, progress=False,
+    )  # fmt: skip
+    assert [r.note for r in res.rows] == ["1 of 5 questions have no prediction (missing video/error)"] * 2
+    assert res.notes == [
+        "¹ these selectors decide how many frames to read (uniform: k frames by the midpoint rule with n = k), so "
+        "grid entries that read the same frames share one row.",
+        "--limit 5: scored on the first 5 questions only.",
+        "1 of 5 questions skipped (missing videos): not scored.",
+        "feature cache off (--no-cache): ViT features were recomputed for every setting.",
+    ]
+
+
+def test_selectors_listing_marks_gold_readers_once():
+    """The oracle's description does not repeat what ``needs_gold`` already prints."""
+    res = _runner().invoke(app, ["selectors"], env={"COLUMNS": "200"})
+    line = next(x for x in res.stdout.splitlines() if x.startswith("oracle: "))
+    assert line == ("oracle: Upper bound, not a method: right if one of 4 uniform frames alone gives the gold "
+                    "answer (paper Table 9). (needs the gold answer)")

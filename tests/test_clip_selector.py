@@ -171,10 +171,23 @@ def test_truncation_logged_and_recorded(tiny, video, caplog):
         s = sel.select(_inp(video, question=long_q), 4)
     assert s.extra["truncated"] is True and s.extra["long_text_used"] == "truncate"
     assert s.extra["full_text_tokens"] > 77
-    assert any("truncated" in r.getMessage() for r in caplog.records)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"CLIP reads at most 77 tokens: a text of {s.extra['full_text_tokens']} tokens was cut to fit (shown once; "
+        f"each selection records whether its text was cut): {s.extra['texts'][0][:60]}..."]
     # truncation keeps BOS and EOS inside the 77 tokens
     ids = tok(long_q, truncation=True, max_length=77).input_ids
     assert len(ids) == 77 and ids[0] == tok.bos_token_id and ids[-1] == tok.eos_token_id
+
+
+def test_truncation_warned_once_and_counted(tiny, video, caplog):
+    """A dataset of long questions gives one warning line, not one per question."""
+    model, tok, _ = tiny
+    sel = CLIPSelector(model, tok, pixels="sevila_224")
+    questions = ["why " * 90 + "?", "how " * 90 + "?", "why did the boy run?", "what " * 90 + "?"]
+    with caplog.at_level(logging.WARNING, logger="sevila_tools.selectors.clip"):
+        cut = [sel.select(_inp(video, question=q), 4).extra["truncated"] for q in questions]
+    assert cut == [True, True, False, True] and sel.truncated_texts == 3
+    assert len(caplog.records) == 1 and "why why" in caplog.records[0].getMessage()
 
 
 def test_per_option_mean(tiny, video):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from training_support import (  # noqa: E402
     QUESTION,
     YES_FRAMES,
     fresh_runtime,
+    make_data,
     part,
     same,
     samples_of,
@@ -42,7 +44,13 @@ from sevila_tools.training import (  # noqa: E402
 )
 from sevila_tools.video import read_frames, sample_frames  # noqa: E402
 
-pytest_plugins = ["training_support"]  # the data fixture and one torch thread
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models run faster on one thread
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    """The training tests' scene videos and annotations (``training_support.make_data``)."""
+    return make_data(tmp_path_factory.mktemp("train"))
 
 
 def cfg(task: str, **kw):

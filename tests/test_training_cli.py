@@ -25,6 +25,7 @@ from training_support import (  # noqa: E402
     TINY,
     cli,
     fresh_runtime,
+    make_data,
     part,
     runner,
     same,
@@ -41,7 +42,13 @@ from sevila_tools.prompts import answerer_prompt, localizer_prompt  # noqa: E402
 from sevila_tools.training import frame_seed, read_training_checkpoint  # noqa: E402
 from sevila_tools.video import read_frames, sample_frames, sample_indices  # noqa: E402
 
-pytest_plugins = ["training_support"]
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models run faster on one thread
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    """The training tests' scene videos and annotations (``training_support.make_data``)."""
+    return make_data(tmp_path_factory.mktemp("train"))
 SEVILA = Path(sys.executable).parent / "sevila"
 
 

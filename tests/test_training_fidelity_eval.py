@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 pytest.register_assert_rewrite("training_support")
-from training_support import OPTIONS, QUESTION, TINY, cli, fresh_runtime  # noqa: E402
+from training_support import OPTIONS, QUESTION, TINY, cli, fresh_runtime, make_data  # noqa: E402
 
 from sevila_tools.eval.datasets import load_annotations  # noqa: E402
 from sevila_tools.eval.scorers import frame_accuracy  # noqa: E402
@@ -22,7 +22,13 @@ from sevila_tools.training.runs import progress  # noqa: E402
 from sevila_tools.training.validation import frame_validation  # noqa: E402
 from sevila_tools.video import sample_frames  # noqa: E402
 
-pytest_plugins = ["training_support"]
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models run faster on one thread
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    """The training tests' scene videos and annotations (``training_support.make_data``)."""
+    return make_data(tmp_path_factory.mktemp("train"))
 
 
 def test_oracle_answers_4_uniform_frames_and_reports_avg_acc(data, tmp_path):
@@ -48,7 +54,7 @@ def test_oracle_answers_4_uniform_frames_and_reports_avg_acc(data, tmp_path):
     assert res["metrics"]["single_frame"]["avg_acc"] == float(f"{100 * correct / pairs:.2f}")
     assert single_frame_accuracy([{"answer": 1, "frame_predictions": [1, 0, 1, 2]}])["avg_acc"] == 50.0
     other = json.loads(cli("eval", "-d", "nextqa", "--annotations", str(data / "ann.json"), "--videos",
-                           str(data / "videos"), *TINY, "-s", "oracle", "--frames", "8", "-O", "oracle_frames=0",
+                           str(data / "videos"), *TINY, "-s", "oracle", "--frames", "8", "--selector-option", "oracle_frames=0",
                            "--out", str(tmp_path / "o8"), "--no-cache", "--json").stdout)
     assert other["config"]["frames_decoded_per_video"] == 8
 

@@ -3,17 +3,25 @@ free-text prompt."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
 pytest.register_assert_rewrite("training_support")
-from training_support import OPTIONS, QUESTION, fresh_runtime, samples_of  # noqa: E402
+from training_support import OPTIONS, QUESTION, fresh_runtime, make_data, samples_of  # noqa: E402
 
 from sevila_tools.prompts import localizer_prompt, open_question_prompt  # noqa: E402
 from sevila_tools.training import Trainer, load_item, read_labels, resolve_config, step_plan  # noqa: E402
 from sevila_tools.training.data import DrawSpec  # noqa: E402
 
-pytest_plugins = ["training_support"]
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models run faster on one thread
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    """The training tests' scene videos and annotations (``training_support.make_data``)."""
+    return make_data(tmp_path_factory.mktemp("train"))
 
 
 def test_first_step_gradient_is_loss_scale_times_the_summed_micro_batches(data, tmp_path, monkeypatch):

@@ -10,7 +10,18 @@ import pytest
 import torch
 
 pytest.register_assert_rewrite("training_support")
-from training_support import FAST, TINY, cli, fresh_runtime, part, runner, same, samples_of, snapshot  # noqa: E402
+from training_support import (  # noqa: E402
+    FAST,
+    TINY,
+    cli,
+    fresh_runtime,
+    make_data,
+    part,
+    runner,
+    same,
+    samples_of,
+    snapshot,
+)
 
 from sevila_tools.cli.app import app  # noqa: E402
 from sevila_tools.errors import InputError  # noqa: E402
@@ -32,7 +43,13 @@ from sevila_tools.training import (  # noqa: E402
     run_train,
 )
 
-pytest_plugins = ["training_support"]
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models run faster on one thread
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    """The training tests' scene videos and annotations (``training_support.make_data``)."""
+    return make_data(tmp_path_factory.mktemp("train"))
 SMALL = {"epochs": 1, "batch_size": 2, "global_batch": 2, "lr": 3e-2, "min_lr": 3e-2, "warmup_steps": 0}
 
 

@@ -1,11 +1,14 @@
-"""Shared data and helpers of the training tests: four red/blue scene videos, annotations, a label file."""
+"""Shared data and helpers of the training tests: four red/blue scene videos, annotations, a label file.
+
+Test modules import what they use by name and declare their own fixtures over it; this module is never registered
+as a plugin, so nothing here can reach the tests of other modules.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import pytest
 import torch
 from typer.testing import CliRunner
 
@@ -24,20 +27,9 @@ FAST = ["--lr", "3e-2", "--min-lr", "3e-2", "--warmup-steps", "0", "--quiet"]
 TINY = ["--model", "tiny-random", "--device", "cpu"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run faster on one thread (and the 2-core box is shared)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    """4 scene videos (red/blue/red/blue, 15 frames each, 30 fps), NExT-QA SeViLA-JSON annotations, a labels
+def make_data(d: Path) -> Path:
+    """Write into ``d`` 4 scene videos (red/blue/red/blue, 15 frames each, 30 fps), NExT-QA SeViLA-JSON annotations, a labels
     JSONL (red frames yes) and a QVHighlights file whose windows cover the red scenes."""
-    d = tmp_path_factory.mktemp("train")
     (d / "videos").mkdir()
     recs, labels, qvh = [], [], []
     for i in range(4):

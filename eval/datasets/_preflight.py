@@ -21,11 +21,14 @@ class PreflightReport(BaseModel):
     total_videos: int = 0
     unreadable_reasons: dict[str, str] = Field(default_factory=dict)
 
-    def summary(self) -> str:
-        """One line: ``"N of M videos missing (first: a, b, c)"`` (+ the unreadable count when any)."""
+    def summary(self, hint: str | None = None) -> str:
+        """One line: ``"N of M videos missing (first: a, b, c)"`` (+ ``hint`` when videos are missing, + the
+        unreadable count when any). ``hint`` comes from the dataset (:meth:`DatasetSpec.missing_videos_hint`)."""
         line = f"{len(self.missing)} of {self.total_videos} videos missing"
         if self.missing:
             line += f" (first: {', '.join(self.missing[:3])})"
+            if hint:
+                line += f"; {hint}"
         if self.unreadable:
             line += f"; {len(self.unreadable)} unreadable (first: {', '.join(self.unreadable[:3])})"
         return line

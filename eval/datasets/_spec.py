@@ -131,6 +131,8 @@ class DatasetSpec:
         headline_column: the column of :attr:`columns` that shows the headline metric.
         video_path: rule turning a video id into a file path (:data:`VideoRule`).
         default_frames: candidate frames sampled per question by default.
+        video_map_hint: told when videos are missing and no video map was given (datasets whose files are found
+            through an id map, such as NExT-QA's VidOR folders).
     """
 
     name: str
@@ -145,6 +147,11 @@ class DatasetSpec:
     headline_column: str = "Acc"
     video_path: VideoRule = default_video_path
     default_frames: int = 32
+    video_map_hint: str | None = None
+
+    def missing_videos_hint(self, video_map: object | None) -> str | None:
+        """What to add to a "videos missing" message of a run given ``video_map`` (None: no map was given)."""
+        return self.video_map_hint if video_map is None else None
 
     def load(
         self,

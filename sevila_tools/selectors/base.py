@@ -81,7 +81,8 @@ class Selector(ABC):
       clashing keys or flags are refused when the selector registers;
     * ``needs_gold``: reads the gold answer (evaluation only, e.g. the oracle);
     * ``scores_candidates``: gives every candidate a score (a timeline can be drawn);
-    * ``rank``: position in tables and listings (lower first).
+    * ``rank``: position in tables and listings (lower first);
+    * ``frames_rule``: how the selector picks its own candidate count, when :meth:`num_candidates` ignores ``n``.
     """
 
     name: ClassVar[str]
@@ -90,6 +91,7 @@ class Selector(ABC):
     needs_gold: ClassVar[bool] = False
     scores_candidates: ClassVar[bool] = False
     rank: ClassVar[int] = 100
+    frames_rule: ClassVar[str] = ""
 
     @classmethod
     def create(cls, runtime: Any, options: BaseModel) -> Selector:

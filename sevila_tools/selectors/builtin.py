@@ -31,6 +31,7 @@ class UniformSelector(Selector):
     These are generally *not* among 32 candidates (``docs/method.md``)."""
 
     name: ClassVar[str] = "uniform"
+    frames_rule: ClassVar[str] = "k frames by the midpoint rule with n = k"
     description: ClassVar[str] = (
         "k frames evenly spread over the video (segment midpoints); ignores the question."
     )
@@ -154,8 +155,9 @@ class OracleSelector(Selector):
     (``docs/method.md``, "Oracle")."""
 
     name: ClassVar[str] = "oracle"
+    frames_rule: ClassVar[str] = "4 uniform frames, the paper's Table 9 (option oracle_frames)"
     description: ClassVar[str] = (
-        "Upper bound: right if one of 4 uniform frames alone answers right (paper Table 9; needs the gold answer)."
+        "Upper bound, not a method: right if one of 4 uniform frames alone gives the gold answer (paper Table 9)."
     )
     needs_gold: ClassVar[bool] = True
     scores_candidates: ClassVar[bool] = True

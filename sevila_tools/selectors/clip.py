@@ -204,6 +204,7 @@ class CLIPSelector(Selector):
             self.model_name = str(model_name or name)
             self._model = model.to(self.device).eval()
         self._tokenizer = tokenizer
+        self.truncated_texts = 0  # texts cut at CLIP's token limit so far (the warning is shown for the first)
 
     @staticmethod
     def clip_arguments(runtime: Any, options: CLIPOptions) -> dict[str, Any]:
@@ -351,7 +352,7 @@ class CLIPSelector(Selector):
         truncated = [c > limit for c in counts]
         for t, c, tr in zip(texts, counts, truncated, strict=True):
             if tr:
-                logger.warning("CLIP text truncated from %d to %d tokens: %.80r", c, limit, t)
+                self._warn_cut(t, c, limit)
         emb = self._embed_texts(texts)
         if emb.shape[0] > 1:
             emb = F.normalize(emb.mean(dim=0, keepdim=True), dim=-1)
@@ -363,6 +364,13 @@ class CLIPSelector(Selector):
             full_text_tokens=n_tokens,
         )
         return emb[0], info
+
+    def _warn_cut(self, text: str, count: int, limit: int) -> None:
+        """Count a cut text; warn on the first only (a dataset run would otherwise print one line per question)."""
+        self.truncated_texts += 1
+        level = logging.WARNING if self.truncated_texts == 1 else logging.DEBUG
+        logger.log(level, "CLIP reads at most %d tokens: a text of %d tokens was cut to fit (shown once; each "
+                   "selection records whether its text was cut): %.60s...", limit, count, text)
 
     # -- scoring ------------------------------------------------------------------------------------------
     def score(

@@ -1,11 +1,13 @@
 """The Gradio page of ``sevila web``: inputs, the answer tab, the selector comparison tab, queue and launch.
 
 The callbacks here only adapt :class:`~sevila_tools.web.callbacks.WebDemo` values to components; every error a
-user can cause becomes a readable ``gr.Error`` line on the page (never a stack trace).
+user can cause becomes one readable ``error: ...`` status line, and the tab's other outputs are cleared (never a
+stack trace, never an error badge on every panel).
 """
 
 import html
 import logging
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,14 +28,18 @@ ANSWER_ARGS = "video video_path question options num_frames num_keyframes select
 COMPARE_ARGS = "video video_path question options num_frames num_keyframes start end"
 
 
-def page_error(exc: BaseException) -> gr.Error:
-    """A one-line, HTML-escaped error for the page; unexpected errors are logged with their traceback."""
+_MARKDOWN = re.compile(r"([\\`*_\[\]~])")  # what formats text inside a Markdown line (the line starts "error: ")
+
+
+def page_error(exc: BaseException) -> str:
+    """The status line of a failed request, ``error: <one sentence>``, escaped so Markdown shows it literally;
+    unexpected errors are logged with their traceback and shown as an internal error."""
     if not isinstance(exc, SevilaError | ValidationError):
         log.error("unexpected error in a web request", exc_info=exc)
         text = f"internal error (details in the server log): {error_line(exc)}"
     else:
         text = error_line(exc)
-    return gr.Error(html.escape(text), title="Cannot run", duration=None, print_exception=False)
+    return "error: " + html.escape(_MARKDOWN.sub(r"\\\1", text), quote=False)
 
 
 def _session(request: gr.Request | None) -> str | None:
@@ -138,8 +144,8 @@ def _answer_tab(demo_svc: WebDemo, inputs: dict[str, gr.components.Component]) -
             )
             for stage in demo_svc.run(fields, selector, session):
                 yield _stage_outputs(stage)
-        except Exception as exc:  # noqa: BLE001 - every error becomes one readable line on the page
-            raise page_error(exc) from None
+        except Exception as exc:  # noqa: BLE001 - every error becomes the status line; the rest is cleared
+            yield (page_error(exc), None, [], "", None, None)
 
     button.click(
         answer_fn,
@@ -205,8 +211,8 @@ def _compare_tab(demo_svc: WebDemo, inputs: dict[str, gr.components.Component]) 
             )
             for cmp in demo_svc.compare(fields, chosen):
                 yield updates(cmp)
-        except Exception as exc:  # noqa: BLE001
-            raise page_error(exc) from None
+        except Exception as exc:  # noqa: BLE001 - the status line says it; every selector row is hidden
+            yield updates(Comparison(status=page_error(exc)))
 
     button.click(
         compare_fn,
