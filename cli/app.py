@@ -388,6 +388,7 @@ def demo(
 
 COMMAND_MODULES = (
     "cmd_moments", "cmd_score", "cmd_eval", "cmd_ablate", "cmd_train", "cmd_mcp", "cmd_bench", "cmd_web",
+    "cmd_select", "cmd_frames",
 )
 for _name in COMMAND_MODULES:
     try:

@@ -28,6 +28,7 @@ class Query:
     question: str
     options: list[str] = field(default_factory=list)
     answer: int | None = None
+    question_id: str | None = None  # the dataset's id, in dataset runs (selectors that read files use it)
 
 
 Item = tuple[EncodedVideo, Query]
@@ -110,6 +111,7 @@ class Pipeline:
                 SelectorInput(
                     video=ev.video, candidates=ev.frames, question=q.question, options=list(q.options),
                     start=ev.start, end=ev.end, raw_features=ev.raw, answer=q.answer, loc_text=loc, qa_text=qa,
+                    question_id=q.question_id,
                 )
             )
         return out

@@ -35,6 +35,7 @@ class SelectorInput:
     answer: int | None = None  # gold index; only selectors with ``needs_gold`` may read it
     loc_text: str | None = None  # the Localizer text of this question in the run's prompt style
     qa_text: str | None = None  # the Answerer text of this question in the run's prompt style
+    question_id: str | None = None  # the dataset's question id, in dataset runs
 
 
 class Selection(BaseModel):
@@ -108,6 +109,15 @@ class Selector(ABC):
     ) -> dict[str, Any] | None:
         """Look at a run's (video, start, end) segments before it starts: a record of what the selector will do
         with them (kept in the run's results), or a one-line :class:`InputError` when it cannot handle them."""
+        return None
+
+    @classmethod
+    def check_questions(
+        cls, dataset: str, questions: list[tuple[str, str]], k: int, options: dict[str, Any]
+    ) -> None:
+        """Look at a dataset run's questions, ``(question id, video id)`` pairs, before any model loads; raise a
+        one-line :class:`InputError` when the selector cannot serve them (the ``file`` selector checks that its
+        file covers them)."""
         return None
 
     @abstractmethod
