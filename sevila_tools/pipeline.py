@@ -122,6 +122,8 @@ class Pipeline:
         sel = self.selector(selector)
         if sel.needs_gold and any(q.answer is None for _, q in items):
             raise InputError(f"the {sel.name} selector needs the gold answer (only usable in evaluation)")
+        if sel.needs_question_id and any(q.question_id is None for _, q in items):
+            raise InputError(f"the {sel.name} selector reads dataset question ids (only usable in dataset runs)")
         if not items:
             return []
         with self.timer.stage("select"):

@@ -77,6 +77,7 @@ class Selector(ABC):
       shared by all selectors (``clip_model``, ``mdetr_checkpoint``, ``long_video``, ``trust_checkpoint``,
       ``seed``...), so one CLI flag can feed every selector that declares that key;
     * ``needs_gold``: reads the gold answer (evaluation only, e.g. the oracle);
+    * ``needs_question_id``: reads the dataset's question id (dataset runs only, e.g. the ``file`` selector);
     * ``scores_candidates``: gives every candidate a score (a timeline can be drawn);
     * ``rank``: position in tables and listings (lower first).
     """
@@ -85,6 +86,7 @@ class Selector(ABC):
     description: ClassVar[str] = ""
     Options: ClassVar[type[BaseModel]] = NoOptions
     needs_gold: ClassVar[bool] = False
+    needs_question_id: ClassVar[bool] = False
     scores_candidates: ClassVar[bool] = False
     rank: ClassVar[int] = 100
 

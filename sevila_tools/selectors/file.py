@@ -61,8 +61,9 @@ class FileSelector(Selector):
     """Keyframes read from a ``frames.jsonl`` file, question by question (no model involved)."""
 
     name: ClassVar[str] = "file"
-    description: ClassVar[str] = "Frames named by a frames.jsonl file (sevila select, or converted from another selector)."
+    description: ClassVar[str] = "Frames named by a frames.jsonl file, question by question (dataset runs only)."
     rank: ClassVar[int] = 90
+    needs_question_id: ClassVar[bool] = True
 
     class Options(BaseModel):
         model_config = ConfigDict(extra="forbid")
