@@ -23,7 +23,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("pipeline",),
     ("results", "tools", "chain", "plotting"),
     ("eval", "training", "recipes"),
-    ("agents", "web", "benchmarks"),
+    ("agents", "web", "benchmarks", "lmms_eval"),
     ("cli",),
 ]
 
