@@ -285,3 +285,10 @@ def test_two_processes_equal_one(data, tiny_runtime, tmp_path):
     finally:
         torch.set_num_threads(threads)
     assert (run2 / "frames.jsonl").read_bytes() == (tmp_path / "one" / "frames.jsonl").read_bytes()
+
+
+def test_file_selector_outside_dataset_runs_is_one_line(selected, data):
+    video = data["videos"] / "v1.mp4"
+    line = _one_error_line(_cli("localize", video, "what?", "-n", "4", "-k", "3", "--selector", "file",
+                                "--selector-option", f"path={selected['frames']}", *TINY))
+    assert "the file selector reads dataset question ids (only usable in dataset runs)" in line
