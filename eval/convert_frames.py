@@ -33,6 +33,11 @@ from sevila_tools.frames import (
 POSITIONAL = ("aks", "videoitg")
 
 
+def _cli(**meta: Any) -> dict[str, Any]:
+    """``json_schema_extra`` of a field's command-line form (``docs/cli.md``)."""
+    return {"cli": meta}
+
+
 def _check_format(value: str | None) -> str | None:
     if value is not None and value not in FORMATS:  # an InputError passes through pydantic as is: one plain line
         raise InputError(f"unknown format {value!r}; choose one of: {', '.join(FORMATS)}")
@@ -44,17 +49,28 @@ class ConvertFramesConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    file: Path = Field(description="The file to convert (frames.jsonl with --to; their file with --from).")
-    out: Path = Field(description="Where the converted file (or folder, for AKS and VideoITG) goes.")
-    to_format: str | None = Field(None, description="Write this format: aks, bolt, tspo or videoitg.")
-    from_format: str | None = Field(None, description="Read this format into frames.jsonl.")
-    dataset: str | None = Field(None, description="Dataset the question ids belong to (required with --from).")
-    annotations: Path | None = Field(None, description="Annotation file: the question order of AKS and VideoITG.")
-    video_map: Path | None = Field(None, description="{video id: path} JSON of the annotations (NExT-QA).")
-    video_ext: str = Field(".mp4", description="Extension appended to video stems.")
-    fps: float | None = Field(None, gt=0, description="Frame rate that turns frame numbers into times and back.")
-    keyframes: int | None = Field(None, ge=1, description="VideoITG: keep the first K frames of each ranked list.")
-    overwrite: bool = Field(False, description="Replace --out when it exists.")
+    file: Path = Field(description="frames.jsonl (with --to) or their file (with --from).",
+                       json_schema_extra=_cli(argument=True, metavar="FILE"))
+    out: Path = Field(description="The converted file (a folder for AKS, and for VideoITG unless it ends .jsonl).",
+                      json_schema_extra=_cli(flags=["--out"], metavar="PATH"))
+    to_format: str | None = Field(None, description="Write this format: aks, bolt, tspo or videoitg.",
+                                  json_schema_extra=_cli(flags=["--to"], metavar="FORMAT"))
+    from_format: str | None = Field(None, description="Read this format into frames.jsonl.",
+                                    json_schema_extra=_cli(flags=["--from"], metavar="FORMAT"))
+    dataset: str | None = Field(None, description="Dataset of the question ids (required with --from).",
+                                json_schema_extra=_cli(flags=["--dataset", "-d"], metavar="NAME"))
+    annotations: Path | None = Field(None, description="Annotation file: the question order of AKS and VideoITG.",
+                                     json_schema_extra=_cli(flags=["--annotations", "-a"], metavar="FILE"))
+    video_map: Path | None = Field(None, description="{video id: path} JSON of the annotations (NExT-QA).",
+                                   json_schema_extra=_cli(metavar="FILE"))
+    video_ext: str = Field(".mp4", description="Extension appended to video stems.",
+                           json_schema_extra=_cli(metavar="EXT"))
+    fps: float | None = Field(None, gt=0, description="Frame rate that turns frame numbers into times and back.",
+                              json_schema_extra=_cli(metavar="X"))
+    keyframes: int | None = Field(None, ge=1, description="VideoITG: keep the first K frames of each ranked list.",
+                                  json_schema_extra=_cli(flags=["--keyframes", "-k"], metavar="N"))
+    overwrite: bool = Field(False, description="Replace --out when it exists.",
+                            json_schema_extra=_cli(flags=["--overwrite"]))
 
     @field_validator("to_format", "from_format")
     @classmethod

@@ -45,7 +45,7 @@ def moments(pipeline: Pipeline, items: Sequence[tuple[EncodedVideo, Query]], dur
             Moments(
                 windows=frames_to_windows(y, z, fr.edges, fr.fps, dur, span),
                 saliency=[_r(v, 4) for v in frames_to_saliency(p, fr.timestamps[:n_eff], dur)],
-                frame_sec=[_r(t, 4) for t in fr.timestamps[:n_eff]],
+                frame_sec=[float(t) for t in fr.timestamps[:n_eff]],  # labelled as is: no rounding
                 frame_yes=[int(a > b) for a, b in zip(y, z, strict=True)],
                 yes_prob=[_r(v, 6) for v in p],
             )
@@ -87,6 +87,8 @@ def choice_record(sample: Sample, out: ChainOutput, settings: dict[str, Any]) ->
     }
     if ans.votes is not None:
         rec["votes"] = ans.votes
+    if "per_frame_predictions" in sel.extra:  # each candidate answered alone (the oracle): avg_acc reads them
+        rec["frame_predictions"] = [int(p) for p in sel.extra["per_frame_predictions"]]
     return rec
 
 

@@ -16,7 +16,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sevila_tools.encoding import EncodedVideo, FrameSpec
 from sevila_tools.errors import InputError, SevilaError, VideoError
 from sevila_tools.pipeline import Query
-from sevila_tools.schemas import DEFAULT_ANSWERER, DEFAULT_SELECTOR
+from sevila_tools.schemas import (
+    DEFAULT_ANSWERER,
+    DEFAULT_SELECTOR,
+    ModelOptions,
+    weights_notice,
+)
 
 from .datasets import DatasetSpec, Sample, get_dataset, preflight
 from .distributed import Dist, distributed, rank_device
@@ -39,41 +44,49 @@ from .records import (
 
 log = logging.getLogger("sevila_tools.eval")
 
-DEFAULT_MODEL = "Salesforce/blip2-flan-t5-xl"
 SETTINGS_NAME = "settings.json"
 SUMMARY_NAME = "summary.json"
 LOG_NAME = "log.txt"
 
 
-class RunOptions(BaseModel):
+def _cli(*flags: str, metavar: str | None = None, **more: Any) -> dict[str, Any]:
+    """``json_schema_extra`` of a field's command-line flags (``docs/cli.md``)."""
+    meta: dict[str, Any] = {"flags": list(flags)} if flags else {}
+    return {"cli": {**meta, **({"metavar": metavar} if metavar else {}), **more}}
+
+
+class RunOptions(ModelOptions):
     """What every dataset run (``sevila eval``, ``sevila ablate``) is configured with: data, output, model,
     decoding and throughput settings."""
 
     model_config = ConfigDict(extra="forbid")
 
-    dataset: str
-    annotations: Path
-    out: Path
-    videos: Path | None = None
-    video_map: Path | None = None
-    video_ext: str = ".mp4"
-    decoding: Literal["faithful", "teacher_forced"] = "faithful"
-    limit: int | None = Field(default=None, ge=1)
-    resume: bool = False
-    overwrite: bool = False
-    retry_errors: bool = False
-    skip_missing: bool = False
-    model: str = DEFAULT_MODEL
-    checkpoint: str = "auto"
-    device: str = "auto"
-    trust_checkpoint: bool = False
-    decoder: str = "auto"
-    batch_size: int = Field(default=8, ge=1, le=1024)
-    cache: bool = True
-    cache_dir: Path | None = None
-    prefetch: int = Field(default=2, ge=0, le=64)
-    decode_workers: int = Field(default=0, ge=0, le=64)
-    seed: int = 0
+    dataset: str = Field(description="Dataset name.", json_schema_extra=_cli("--dataset", "-d"))
+    annotations: Path = Field(description="Official annotation file or SeViLA JSON.",
+                              json_schema_extra=_cli("--annotations", "-a"))
+    out: Path = Field(description="Run folder: predictions.jsonl, summary.json, log.txt.")
+    videos: Path | None = Field(None, description="Folder holding the videos.")
+    video_map: Path | None = Field(None, description="{video id: relative path} JSON (NExT-QA map file).")
+    video_ext: str = Field(".mp4", description="Extension appended to video stems.", json_schema_extra=_cli(
+        metavar="EXT"))
+    decoding: Literal["faithful", "teacher_forced"] = Field("faithful", description="Letter decoding rule.")
+    limit: int | None = Field(default=None, ge=1, description="Only the first N samples.")
+    resume: bool = Field(False, description="Continue the run in --out (same settings only).",
+                         json_schema_extra=_cli("--resume"))
+    overwrite: bool = Field(False, description="Replace what --out already holds.",
+                            json_schema_extra=_cli("--overwrite"))
+    retry_errors: bool = Field(False, description="With --resume, run the error records again.",
+                               json_schema_extra=_cli("--retry-errors"))
+    skip_missing: bool = Field(False, description="Go on without missing or unreadable videos.",
+                               json_schema_extra=_cli("--skip-missing"))
+    batch_size: int = Field(default=8, ge=1, le=1024, description="Questions per model batch.",
+                            json_schema_extra=_cli("--batch-size", "-b"))
+    cache: bool = Field(True, description="Read and write the feature cache.")
+    cache_dir: Path | None = Field(None, description="Feature cache folder (default: $SEVILA_CACHE_DIR or "
+                                   "~/.cache/sevila_tools/features).")
+    prefetch: int = Field(default=2, ge=0, le=64, description="Videos decoded ahead of the model.")
+    decode_workers: int = Field(default=0, ge=0, le=64, description="Decode in this many processes (0: a thread).")
+    seed: int = Field(0, description="Seed (recorded; used by random selectors).")
 
 
 class EvalConfig(RunOptions):
@@ -85,12 +98,17 @@ class EvalConfig(RunOptions):
     ``~/.cache/sevila_tools/features``. ``selector_options``: flat options, each selector takes what it declares.
     """
 
-    selector: str = DEFAULT_SELECTOR
-    selector_options: dict[str, Any] = Field(default_factory=dict)
-    frames: int | None = Field(default=None, ge=1, le=256)
-    keyframes: int = Field(default=4, ge=1, le=64)
-    answerer: str = DEFAULT_ANSWERER
-    span: SpanConfig = Field(default_factory=SpanConfig)
+    selector: str = Field(DEFAULT_SELECTOR, description="Keyframe selector.", json_schema_extra=_cli(
+        "--selector", "-s"))
+    selector_options: dict[str, Any] = Field(default_factory=dict, description="Selector options by key.")
+    frames: int | None = Field(default=None, ge=1, le=256, description="Candidate frames (default: the "
+                               "dataset's, 32 or 75).", json_schema_extra=_cli("--frames", "-n"))
+    keyframes: int = Field(default=4, ge=1, le=64, description="Keyframes kept.",
+                           json_schema_extra=_cli("--keyframes", "-k"))
+    answerer: str = Field(DEFAULT_ANSWERER, description="Answer strategy.")
+    span: SpanConfig = Field(default_factory=SpanConfig, description="Moment windows from frame decisions.",
+                             json_schema_extra=_cli(fields={
+                                 "span_threshold": "Moments: longest run of 'no' frames inside one window."}))
 
     @model_validator(mode="after")
     def _check(self) -> EvalConfig:
@@ -461,7 +479,7 @@ class EvalRun:
             truncated_prompts=sum(g["truncated"] for g in gathered), load_s=round(self.load_s, 3),
             samples_per_s=round(total / slowest, 4) if total and slowest else None,
             batch_size=self.cfg.batch_size, world_size=self.dist.world, cache=cache, config=conf,
-            notice="RANDOM WEIGHTS (tiny-random preset): metrics are meaningless" if conf["random_weights"] else None,
+            notice=weights_notice(conf["random_weights"]),
             is_main_process=self.dist.main,
         )
 

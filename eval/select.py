@@ -30,14 +30,23 @@ from .runner import SUMMARY_NAME, EvalRun, RunOptions
 log = logging.getLogger("sevila_tools.eval")
 
 
-class SelectConfig(RunOptions):
-    """Everything that defines one ``sevila select`` run (recorded in ``summary.json``)."""
+def _cli(*flags: str) -> dict[str, Any]:
+    """``json_schema_extra`` naming a field's command-line flags (``docs/cli.md``)."""
+    return {"cli": {"flags": list(flags)}}
 
-    selector: str = Field(DEFAULT_SELECTOR, description="Keyframe selector (see `sevila selectors`).")
-    selector_options: dict[str, Any] = Field(default_factory=dict,
-                                             description="Flat selector options; each selector takes its own.")
-    frames: int | None = Field(None, ge=1, le=256, description="Candidate frames (default: the dataset's).")
-    keyframes: int = Field(4, ge=1, le=64, description="Keyframes kept per question.")
+
+class SelectConfig(RunOptions):
+    """Everything that defines one ``sevila select`` run (recorded in ``summary.json``); ``out`` is the run folder
+    (``frames.jsonl``, ``settings.json``, ``summary.json``, ``log.txt``)."""
+
+    out: Path = Field(description="Run folder: frames.jsonl, settings.json, summary.json, log.txt.")
+    selector: str = Field(DEFAULT_SELECTOR, description="Keyframe selector.",
+                          json_schema_extra=_cli("--selector", "-s"))
+    selector_options: dict[str, Any] = Field(default_factory=dict, description="Selector options by key.")
+    frames: int | None = Field(None, ge=1, le=256, description="Candidate frames (default: the dataset's, 32 or 75).",
+                               json_schema_extra=_cli("--frames", "-n"))
+    keyframes: int = Field(4, ge=1, le=64, description="Keyframes kept per question.",
+                           json_schema_extra=_cli("--keyframes", "-k"))
 
     @model_validator(mode="after")
     def _check(self) -> SelectConfig:

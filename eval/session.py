@@ -59,6 +59,10 @@ def score_run(
         return None, "annotations carry no gold answers (test split?): not scored"
     choices = {q: int(r["prediction"]) for q, r in preds.items()}
     metrics = spec.score(choices, list(selected), allow_missing=len(choices) < len(selected))
+    if all("frame_predictions" in r for r in preds.values()):  # official frameqa's avg_acc (the oracle)
+        from .scorers.frames import single_frame_accuracy
+
+        metrics["single_frame"] = single_frame_accuracy(list(preds.values()))
     return metrics, _scope_note(len(choices), len(selected), cfg.limit)
 
 

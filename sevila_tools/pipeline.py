@@ -5,7 +5,6 @@ Every path (tools, chain, eval, ablate, bench, training, agents, web) calls thes
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -233,8 +232,3 @@ class Pipeline:
             raise InputError("pseudo-labels need the gold answer of every question")
         preds = self.single_frame_predictions(items)
         return [["yes" if p == q.answer else "no" for p in row] for (_, q), row in zip(items, preds, strict=True)]
-
-
-def replace_answer(answer: Answer, index: int, strategy: str) -> Answer:
-    """A copy of ``answer`` with another chosen option (used by selectors that revise answers)."""
-    return dataclasses.replace(answer, index=index, strategy=strategy)

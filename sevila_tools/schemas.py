@@ -10,27 +10,81 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from sevila_tools.prompts import LETTERS, MAX_OPTIONS
 
+#: the model every command, run and tool loads when it names none (the BLIP-2 SeViLA is built on)
+DEFAULT_MODEL = "Salesforce/blip2-flan-t5-xl"
 #: the selector a request uses when it names none (SeViLA's Localizer)
 DEFAULT_SELECTOR = "localizer"
 #: the answer strategy a request uses when it names none (SeViLA's multi-frame Answerer)
 DEFAULT_ANSWERER = "concat"
-RANDOM_WEIGHTS_NOTICE = "RANDOM WEIGHTS (tiny-random preset): scores and answers are meaningless"
+#: the one wording of the random-weights notice (results, tables, logs, the web page)
+RANDOM_WEIGHTS_NOTICE = "RANDOM WEIGHTS (tiny-random preset): scores, answers and metrics are meaningless"
+
+
+def weights_notice(random_weights: bool) -> str | None:
+    """:data:`RANDOM_WEIGHTS_NOTICE` for random weights, else None."""
+    return RANDOM_WEIGHTS_NOTICE if random_weights else None
+
+
+class CLI:
+    """Command-line metadata of a field that stays out of its JSON schema (what agents read):
+    ``Field(..., json_schema_extra=CLI(flags=["--frames", "-n"], metavar="N"))``. Same keys as
+    ``json_schema_extra={"cli": {...}}``: ``flags``, ``metavar``, ``argument``, ``hidden``, ``envvar``."""
+
+    def __init__(self, **meta: Any) -> None:
+        self.cli = meta
+
+    def __call__(self, schema: dict[str, Any]) -> None:
+        """Leave the JSON schema as it is."""
+
+
+class ModelOptions(BaseModel):
+    """The model block every command, run and tool service shares: which weights, where, and how videos are read."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(
+        DEFAULT_MODEL, description="tiny-random, a folder from `sevila convert`, or a BLIP-2 Flan-T5 id or folder.",
+        json_schema_extra={"cli": {"flags": ["--model", "-m"], "metavar": "NAME", "envvar": "SEVILA_MODEL"}},
+    )
+    checkpoint: str = Field(
+        "auto", description="SeViLA weights: auto, none, a .pth/.safetensors file or hf://owner/repo/file.",
+        json_schema_extra={"cli": {"flags": ["--checkpoint", "-c"], "metavar": "FILE", "envvar": "SEVILA_CHECKPOINT"}},
+    )
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N.", json_schema_extra={"cli": {"metavar": "NAME"}})
+    decoder: str = Field("auto", description="Video reader: auto, decord or pyav.",
+                         json_schema_extra={"cli": {"metavar": "NAME"}})
+    trust_checkpoint: bool = Field(
+        False, description="Allow pickled objects in checkpoints (runs their code: trusted files only).",
+        json_schema_extra={"cli": {"flags": ["--trust-checkpoint"]}},
+    )
+
+
+_VIDEO = CLI(argument=True, metavar="VIDEO")
+_OPTION = CLI(flags=["--option", "-o"], metavar="TEXT")
+_SEC = CLI(metavar="SEC")
+_FRAMES = CLI(flags=["--frames", "-n"], metavar="N")
+_KEYFRAMES = CLI(flags=["--keyframes", "-k"], metavar="N")
+_SELECTOR = CLI(flags=["--selector", "-s"], metavar="NAME", help="Keyframe selector.")
+_NAME = CLI(metavar="NAME", help="Answer strategy.")
 
 
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    video: str = Field(description="Path to a video file (any container ffmpeg reads).")
-    question: str = Field(description="The question about the video.")
+    video: str = Field(description="Path to a video file (any container ffmpeg reads).", json_schema_extra=_VIDEO)
+    question: str = Field(description="The question about the video.",
+                          json_schema_extra=CLI(argument=True, metavar="QUESTION"))
     options: list[str] = Field(
         default_factory=list,
         max_length=MAX_OPTIONS,
         description="Answer options (at most 5), without letters.",
+        json_schema_extra=_OPTION,
     )
     start: float | None = Field(
-        default=None, ge=0, description="Only use the video from this time (seconds)."
+        default=None, ge=0, description="Only use the video from this time (seconds).", json_schema_extra=_SEC
     )
-    end: float | None = Field(default=None, gt=0, description="Only use the video up to this time (seconds).")
+    end: float | None = Field(default=None, gt=0, description="Only use the video up to this time (seconds).",
+                              json_schema_extra=_SEC)
 
     @field_validator("question")
     @classmethod
@@ -56,14 +110,17 @@ class _Request(BaseModel):
 class LocalizeRequest(_Request):
     """Score sampled frames for "does this frame answer the question?" and keep the top ones."""
 
-    num_frames: int = Field(default=32, ge=1, le=256, description="Candidate frames sampled uniformly.")
-    num_keyframes: int = Field(default=4, ge=1, le=64, description="Keyframes to keep.")
-    selector: str = Field(default=DEFAULT_SELECTOR, description="Keyframe selector (see list_selectors).")
+    num_frames: int = Field(default=32, ge=1, le=256, description="Candidate frames sampled uniformly.",
+                            json_schema_extra=_FRAMES)
+    num_keyframes: int = Field(default=4, ge=1, le=64, description="Keyframes to keep.", json_schema_extra=_KEYFRAMES)
+    selector: str = Field(default=DEFAULT_SELECTOR, description="Keyframe selector (see list_selectors).",
+                          json_schema_extra=_SELECTOR)
     answer: int | None = Field(
         default=None,
         ge=0,
         lt=MAX_OPTIONS,
         description="Gold option index (evaluation only; the oracle selector needs it).",
+        json_schema_extra=CLI(hidden=True),
     )
 
     @model_validator(mode="after")
@@ -76,12 +133,14 @@ class LocalizeRequest(_Request):
 class AnswerRequest(_Request):
     """Answer a multiple-choice question from frames (uniform, or at given timestamps)."""
 
-    options: list[str] = Field(min_length=2, max_length=MAX_OPTIONS, description="Answer options (2 to 5).")
+    options: list[str] = Field(min_length=2, max_length=MAX_OPTIONS, description="Answer options (2 to 5).",
+                               json_schema_extra=_OPTION)
     num_frames: int = Field(
-        default=4, ge=1, le=64, description="Frames sampled uniformly when no timestamps."
+        default=4, ge=1, le=64, description="Frames sampled uniformly when no timestamps.", json_schema_extra=_FRAMES
     )
     timestamps: list[float] | None = Field(
-        default=None, description="Read the frames at these times (seconds)."
+        default=None, description="Read the frames at these times (seconds).",
+        json_schema_extra=CLI(flags=["--at"], metavar="SEC"),
     )
     decoding: Literal["faithful", "teacher_forced"] = Field(
         default="faithful", description="Letter decoding rule."
@@ -89,19 +148,22 @@ class AnswerRequest(_Request):
     answerer: str = Field(
         default=DEFAULT_ANSWERER,
         description="Answer strategy: concat (SeViLA's multi-frame Answerer) or voting (per-frame majority).",
+        json_schema_extra=_NAME,
     )
 
 
 class ForwardRequest(LocalizeRequest):
     """The forward chain: a selector picks keyframes, the Answerer reads them together."""
 
-    options: list[str] = Field(min_length=2, max_length=MAX_OPTIONS, description="Answer options (2 to 5).")
+    options: list[str] = Field(min_length=2, max_length=MAX_OPTIONS, description="Answer options (2 to 5).",
+                               json_schema_extra=_OPTION)
     decoding: Literal["faithful", "teacher_forced"] = Field(
         default="faithful", description="Letter decoding rule."
     )
     answerer: str = Field(
         default=DEFAULT_ANSWERER,
         description="Answer strategy: concat (SeViLA's multi-frame Answerer) or voting (per-frame majority).",
+        json_schema_extra=_NAME,
     )
 
 
@@ -257,11 +319,15 @@ class MomentsRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    video: str = Field(description="Path to a video file (any container ffmpeg reads).")
-    query: str = Field(description="What to look for, in words (e.g. 'a chef slices onions').")
-    num_frames: int = Field(default=75, ge=2, le=256, description="Frames scored (75 = one per 2 s of 150 s).")
-    start: float | None = Field(default=None, ge=0, description="Only use the video from this time (seconds).")
-    end: float | None = Field(default=None, gt=0, description="Only use the video up to this time (seconds).")
+    video: str = Field(description="Path to a video file (any container ffmpeg reads).", json_schema_extra=_VIDEO)
+    query: str = Field(description="What to look for, in words (e.g. 'a chef slices onions').",
+                       json_schema_extra=CLI(argument=True, metavar="QUERY"))
+    num_frames: int = Field(default=75, ge=2, le=256, description="Frames scored (75 = one per 2 s of 150 s).",
+                            json_schema_extra=_FRAMES)
+    start: float | None = Field(default=None, ge=0, description="Only use the video from this time (seconds).",
+                                json_schema_extra=_SEC)
+    end: float | None = Field(default=None, gt=0, description="Only use the video up to this time (seconds).",
+                              json_schema_extra=_SEC)
     max_windows: int = Field(default=10, ge=1, le=50, description="Ranked windows to return.")
     span_threshold: int = Field(default=6, ge=0, description="Longest run of 'no' frames bridged inside a window.")
 
@@ -299,3 +365,45 @@ class MomentsResult(BaseModel):
     span_rule: str = Field(description="How frames became windows (this toolkit's rule; SeViLA defines none).")
     model: ModelInfo
     notice: str | None = None
+
+
+class VideoQuestionRequest(ForwardRequest):
+    """Multiple-choice question: the forward chain (selector -> Answerer), or the Answerer at given times."""
+
+    timestamps: list[float] | None = Field(
+        default=None, max_length=64,
+        description=(
+            "Optional: read exactly the frames shown at these times (seconds, e.g. keyframe times from "
+            "localize_keyframes) instead of localizing; selector, num_frames, num_keyframes, start and end are "
+            "then not used. Null or empty: run the selector."
+        ),
+    )
+
+
+class VideoAnswerResult(ForwardResult):
+    """Answer plus the localization it came from (``localization`` is null when ``timestamps`` were given)."""
+
+    localization: LocalizeResult | None = Field(  # type: ignore[assignment]
+        default=None, description="Keyframe selection (null when the frames were given by timestamps)."
+    )
+
+
+class ListSelectorsRequest(BaseModel):
+    """No arguments."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class SelectorInfo(BaseModel):
+    """One keyframe selector."""
+
+    name: str
+    description: str
+    needs_gold: bool = Field(default=False, description="Needs the correct `answer` (evaluation only).")
+
+
+class SelectorList(BaseModel):
+    """The keyframe selectors accepted by the ``selector`` argument."""
+
+    selectors: list[SelectorInfo]
+    default: str = DEFAULT_SELECTOR

@@ -146,6 +146,16 @@ def test_plan_settings_collapses_uniform():
     assert plan[4].id == "clip_8to2_concat"
 
 
+def test_oracle_reads_the_papers_4_uniform_frames_in_the_default_grid():
+    """Table 9 / official frameqa: the oracle answers 4 uniform frames alone, whatever the grid's frame count;
+    oracle_frames=0 takes the grid's candidates instead."""
+    plan = plan_settings(["oracle"], parse_grid(DEFAULT_GRID), ["concat"])
+    got = [(s.frames, s.keyframes, s.grid_entries) for s in plan]
+    assert got == [(4, 1, ["8:1", "16:1"]), (4, 4, ["16:4", "32:4", "32:8", "64:8"])]
+    own = plan_settings(["oracle"], [(32, 4)], ["concat"], {"oracle_frames": 0})
+    assert [(s.frames, s.keyframes) for s in own] == [(32, 4)]
+
+
 def test_default_selectors():
     from sevila_tools.selectors import available_selectors
 
@@ -183,7 +193,7 @@ def test_ablate_tables_match_scorer(dataset, first_run):
     assert ids == [
         "uniform_2to2_concat", "uniform_4to4_concat", "localizer_8to2_concat", "localizer_16to4_concat",
         "clip_8to2_concat", "clip_16to4_concat", "moment_detr_8to2_concat", "moment_detr_16to4_concat",
-        "oracle_8to2_concat", "oracle_16to4_concat",
+        "oracle_4to2_concat", "oracle_4to4_concat",
     ]  # fmt: skip
     assert result["settings_run"] == 10 and result["settings_resumed"] == 0
     assert "RANDOM WEIGHTS" in (result["notice"] or "")
@@ -224,7 +234,7 @@ def test_ablate_tables_match_scorer(dataset, first_run):
     assert mdetr["video_check"]["affected_videos"] == 1  # only the 160-s video has > 75 clips
     assert result["video_checks"]["moment_detr"]["first_affected"] == ["1002.mp4"]
     # the keyframes of every record are within the video and sorted
-    oracle_file = out / "runs" / "oracle_16to4_concat" / "predictions.jsonl"
+    oracle_file = out / "runs" / "oracle_4to4_concat" / "predictions.jsonl"
     for rec in map(json.loads, oracle_file.read_text().splitlines()):
         assert rec["selector"] == "oracle" and rec["keyframe_idx"] == sorted(rec["keyframe_idx"])
         assert len(rec["keyframe_idx"]) == 4

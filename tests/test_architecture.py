@@ -15,14 +15,14 @@ ROOTS = {"sevila_tools": "sevila_tools", "cli": "sevila_tools.cli", "eval": "sev
          "agents": "sevila_tools.agents", "benchmarks": "sevila_tools.benchmarks"}
 #: lower layers first; a module may import its own layer and the layers below it, never above
 LAYERS: list[tuple[str, ...]] = [
-    ("errors", "prompts", "schemas", "timing", "provenance", "progress", "synthetic", "frames"),
+    ("errors", "registry", "prompts", "schemas", "timing", "provenance", "progress", "synthetic", "frames"),
     ("video",),
     ("modeling", "tiny", "runtime", "checkpoint", "loading"),
     ("encoding",),
     ("selectors", "answering"),
     ("pipeline",),
-    ("results", "tools", "chain", "plotting"),
-    ("eval", "training", "recipes"),
+    ("results", "tools", "chain", "plotting", "demo"),
+    ("eval", "training", "recipes", "plugins"),
     ("agents", "web", "benchmarks", "lmms_eval"),
     ("cli",),
 ]

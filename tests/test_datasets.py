@@ -470,7 +470,7 @@ def test_unknown_dataset_is_one_line() -> None:
     with pytest.raises(InputError) as exc:
         get_dataset("kinetics")
     assert str(exc.value) == (
-        "unknown dataset 'kinetics'; valid names: how2qa, nextqa, star, tvqa, vlep, qvhighlights"
+        "unknown dataset 'kinetics'; choose one of: how2qa, nextqa, star, tvqa, vlep, qvhighlights"
     )
 
 
@@ -573,12 +573,14 @@ def test_vlep_video_layouts(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------------------- extension
 
 
-def test_a_new_dataset_is_one_registration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_new_dataset_is_one_registration(tmp_path: Path, request: pytest.FixtureRequest) -> None:
     """What a new module in eval/datasets/ does: build a DatasetSpec from a reader and register it."""
     from sevila_tools.eval.datasets import DatasetSpec, Reader, _spec, register_dataset
     from sevila_tools.eval.scorers import score_accuracy
 
-    monkeypatch.setattr(_spec, "_REGISTRY", dict(_spec._REGISTRY))
+    stack = _spec._REGISTRY.scoped()
+    stack.__enter__()
+    request.addfinalizer(lambda: stack.__exit__(None, None, None))
 
     def read(file, spec, paths):
         return [
@@ -627,7 +629,7 @@ def test_a_new_dataset_is_one_registration(tmp_path: Path, monkeypatch: pytest.M
 
 
 @pytest.mark.parametrize(
-    "first", ["sevila_tools.eval.scorers", "sevila_tools.eval.datasets.vlep", "sevila_tools.cli.cmd_score"]
+    "first", ["sevila_tools.eval.scorers", "sevila_tools.eval.datasets.vlep", "sevila_tools.cli.commands"]
 )
 def test_import_order_does_not_matter(first: str) -> None:
     import subprocess

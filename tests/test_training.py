@@ -35,9 +35,7 @@ from sevila_tools.training import (  # noqa: E402
     parse_overrides,
     qvh_frame_labels,
     random_resized_crop,
-    read_recipe,
     read_training_checkpoint,
-    recipe_names,
     resolve_config,
     step_plan,
     train_stage,
@@ -140,35 +138,7 @@ def test_random_resized_crop_is_one_crop_per_clip():
     assert int(a[0, 112, -1, 0]) - int(a[0, 112, 0, 0]) >= 0.5 * 223  # >= half the area keeps most of the ramp
 
 
-# ------------------------------------------------------------------------------------------------ recipes
-def test_recipes_are_the_official_settings():
-    names = recipe_names()
-    for ds in ("nextqa", "star", "how2qa", "tvqa", "vlep"):
-        assert f"refine-{ds}" in names and f"finetune-{ds}" in names
-    assert "pretrain-qvhighlights" in names
-    ref, ft = cfg("refine"), cfg("finetune")
-    pre = resolve_config("pretrain", "qvhighlights")
-    assert (pre.epochs, pre.batch_size, pre.global_batch, pre.warmup_steps, pre.lr, pre.num_frames, pre.val_frames,
-            pre.init, pre.prompts) == (80, 16, 64, 1000, 3e-5, 4, 75, "answerer-copy", "query_relevance")
-    assert (ref.epochs, ref.batch_size, ref.global_batch, ref.warmup_steps, ref.lr, ref.num_frames) == (10, 16, 64, 500, 3e-5, 4)
-    assert (ft.epochs, ft.batch_size, ft.global_batch, ft.lr, ft.num_frames, ft.num_keyframes) == (10, 8, 64, 3e-5, 32, 4)
-    assert ft.warmup_steps == 500  # official 1000 iterations at accumulation 2
-    for ds in ("star", "how2qa", "tvqa", "vlep"):  # lavis/projects/sevila/train/<ds>.yaml
-        r = resolve_config("refine", ds)
-        assert (r.lr, r.epochs, r.warmup_steps, r.batch_size, r.num_frames, r.global_batch) == (5e-5, 5, 500, 16, 4, 64)
-    from sevila_tools.eval.datasets import get_dataset
-
-    for name in names:  # the prompt style is the dataset's
-        task, ds = name.split("-", 1)
-        assert resolve_config(task, ds).prompts == get_dataset(ds).prompt_style
-    assert resolve_config("refine", "vlep").prompts == "next_event"
-    for name in names:
-        c = resolve_config(*name.split("-", 1))
-        assert c.augment and c.frozen_dropout and c.reference_processes == 4 and c.official == {"precision": "fp16"}
-        assert c.deviations() == [{"option": "precision", "official": "fp16", "used": "auto"}]
-    assert read_recipe("refine-nextqa")[1]["source"].startswith("Yui010206/SeViLA")
-
-
+# ------------------------------------------------------------------------------------------------ overrides
 def test_overrides_are_typed_and_checked(tmp_path):
     assert parse_overrides(["lr=3e-5", "epochs=2", "augment=false", "refine.epochs=1"]) == {
         "lr": 3e-5, "epochs": 2, "augment": False, "refine.epochs": 1}

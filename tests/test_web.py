@@ -226,7 +226,9 @@ def test_cli_without_gradio_prints_one_line(monkeypatch):
     monkeypatch.setitem(sys.modules, "gradio", None)  # import gradio -> ImportError
     result = CliRunner().invoke(app, ["web", "--model", "tiny-random"])
     assert result.exit_code != 0
-    assert result.stderr.strip() == 'error: sevila web needs gradio: pip install "sevila-tools[web]"'
+    assert result.stderr.strip() == (
+        'error: sevila web needs gradio: pip install "sevila-tools[web]" (in a clone: .venv/bin/pip install -e ".[web]")'
+    )
 
 
 def test_cli_help_lists_the_options():

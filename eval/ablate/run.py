@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sevila_tools.errors import InputError, VideoError
+from sevila_tools.schemas import weights_notice
 from sevila_tools.selectors import get_selector_class, options_for
 
 from ..datasets import preflight
@@ -78,7 +79,7 @@ class AblationRun:
                 why = cls.unavailable_reason(options_for(name, flat), self.random_preset)
                 if why:
                     raise InputError(f"the {name} selector cannot run: {why}")
-        self.settings = plan_settings(self.selectors, cfg.grid, cfg.answerers)
+        self.settings = plan_settings(self.selectors, cfg.grid, cfg.answerers, flat)
 
     def check_videos(self) -> None:
         segments = list(dict.fromkeys((s.video, s.start, s.end) for s in self.runnable))
@@ -183,7 +184,8 @@ class AblationRun:
         notes: list[str] = []
         if any(r.own_rule for r in self.rows):
             notes.append("¹ these selectors decide how many frames to read (uniform: k frames by the midpoint rule "
-                         "with n = k), so grid entries with the same k share one row.")
+                         "with n = k; oracle: 4 uniform frames, the paper's Table 9), so grid entries that read the "
+                         "same frames share one row.")
         for name in dict.fromkeys(r.selector for r in self.rows):
             cls = get_selector_class(name)
             if cls.needs_gold:
@@ -217,7 +219,7 @@ class AblationRun:
             vit_cache={"enabled": self.cfg.cache, "dir": self.vit_dir, **self.vit},
             selector_memo=selector_memo_stats(), video_checks=self.video_checks, notes=self.notes(),
             random_weights=random_weights,
-            notice="RANDOM WEIGHTS (tiny-random preset): metrics are meaningless" if random_weights else None,
+            notice=weights_notice(random_weights),
             config=self.cfg.model_dump(mode="json"),
         )
         files = {k: out / f"results.{ext}" for k, ext in (("markdown", "md"), ("csv", "csv"), ("json", "json"),

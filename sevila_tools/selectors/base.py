@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from types import UnionType
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from sevila_tools.errors import InputError
+from sevila_tools.registry import Registry
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -75,7 +77,9 @@ class Selector(ABC):
     * ``name``, ``description``: registry key and one line for listings and LLM tool descriptions;
     * ``Options``: pydantic model of the options the selector reads. Option keys form one flat namespace
       shared by all selectors (``clip_model``, ``mdetr_checkpoint``, ``long_video``, ``trust_checkpoint``,
-      ``seed``...), so one CLI flag can feed every selector that declares that key;
+      ``seed``...), so one CLI flag can feed every selector that declares that key; ``SELECTOR.KEY`` reaches one
+      selector only. A field may ask for its own flag with ``json_schema_extra={"cli": {"flags": [...]}}``;
+      clashing keys or flags are refused when the selector registers;
     * ``needs_gold``: reads the gold answer (evaluation only, e.g. the oracle);
     * ``needs_question_id``: reads the dataset's question id (dataset runs only, e.g. the ``file`` selector);
     * ``scores_candidates``: gives every candidate a score (a timeline can be drawn);
@@ -143,26 +147,77 @@ class Selector(ABC):
         return answer
 
 
-REGISTRY: dict[str, type[Selector]] = {}
+def option_kind(info: Any) -> str:
+    """The value kind of an option field (``str``, ``int``, ``float``, ``bool``...), ``Literal``/``Optional`` unwrapped."""
+    ann = info.annotation
+    args = [a for a in get_args(ann) if a is not type(None)] if get_origin(ann) in (Union, UnionType) else [ann]
+    kinds = {type(v).__name__ for a in args for v in get_args(a)} if all(get_origin(a) is Literal for a in args) \
+        else {getattr(a, "__name__", str(a)) for a in args}
+    return "|".join(sorted(kinds))
+
+
+def cli_flags(info: Any) -> list[str]:
+    """The command-line flags an option field asks for (``json_schema_extra={"cli": {"flags": [...]}}``)."""
+    extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+    return list((extra.get("cli") or {}).get("flags") or [])
+
+
+def _check_options(cls: type[Selector], registered: dict[str, type[Selector]]) -> None:
+    """Option keys form one namespace: a key shared with another selector must hold the same kind of value and
+    ask for the same flags, and a flag names one key only (``SELECTOR.KEY`` reaches one selector's key)."""
+    mine = cls.Options.model_fields
+    for key in mine:
+        if not key.isidentifier():
+            raise ValueError(f"selector {cls.name!r}: option {key!r} must be a Python identifier")
+    for other in registered.values():
+        if other is cls:
+            continue
+        theirs = other.Options.model_fields
+        for key, info in mine.items():
+            if key in theirs and (option_kind(info), cli_flags(info)) != (option_kind(theirs[key]), cli_flags(theirs[key])):
+                raise ValueError(
+                    f"selector {cls.name!r}: option {key!r} ({option_kind(info)}, flags {cli_flags(info)}) clashes "
+                    f"with the same option of selector {other.name!r} ({option_kind(theirs[key])}, flags "
+                    f"{cli_flags(theirs[key])}); give it another name, e.g. {cls.name}_{key}"
+                )
+            for okey, oinfo in theirs.items():
+                taken = set(cli_flags(info)) & set(cli_flags(oinfo))
+                if okey != key and taken:
+                    raise ValueError(
+                        f"selector {cls.name!r}: flag {sorted(taken)[0]} of option {key!r} is already the flag of "
+                        f"option {okey!r} of selector {other.name!r}"
+                    )
+
+
+def _selector_info(cls: type[Selector]) -> dict[str, Any]:
+    return {
+        "needs_gold": cls.needs_gold,
+        "scores_candidates": cls.scores_candidates,
+        "rank": cls.rank,
+        "options": {k: {"default": f.default, "description": f.description or ""}
+                    for k, f in cls.Options.model_fields.items()},
+    }
+
+
+#: every keyframe selector by name (this package's modules and the ``sevila_tools.selectors`` entry points)
+REGISTRY: Registry[type[Selector]] = Registry(
+    "selector", "sevila_tools.selectors", package="sevila_tools.selectors", skip=("base",),
+    order=lambda c: (c.rank, c.name), check=_check_options, info=_selector_info,
+)
 
 
 def register(cls: type[Selector]) -> type[Selector]:
     """Class decorator adding a selector to :data:`REGISTRY` under ``cls.name``."""
-    if cls.name in REGISTRY and REGISTRY[cls.name] is not cls:
-        raise ValueError(f"selector name {cls.name!r} registered twice")
-    REGISTRY[cls.name] = cls
-    return cls
+    return REGISTRY.register(cls)
 
 
 def available_selectors() -> list[str]:
-    """Names of all registered selectors."""
-    return sorted(REGISTRY)
+    """Names of all registered selectors (alphabetical)."""
+    return sorted(REGISTRY.names())
 
 
 def get_selector_class(name: str) -> type[Selector]:
     """Look up a selector class by name, with a one-line error listing the valid names."""
-    if name not in REGISTRY:
-        raise InputError(f"unknown selector {name!r}; choose one of: {', '.join(available_selectors())}")
     return REGISTRY[name]
 
 

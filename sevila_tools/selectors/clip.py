@@ -84,6 +84,7 @@ class CLIPOptions(BaseModel):
         default=None,
         description="CLIP hub id or from_pretrained folder (default openai/clip-vit-base-patch32; "
         "tiny random CLIP with random-weight runtimes).",
+        json_schema_extra={"cli": {"flags": ["--clip-model"], "metavar": "ID"}},
     )
     text_mode: Literal["question_options", "sevila_prompt", "question_only"] = Field(
         default="question_options", description="Which text is compared with the frames."

@@ -42,6 +42,7 @@ from sevila_tools.training.frozen import (
     set_train_modes,
 )
 from sevila_tools.training.labelfile import LabelSet, read_labels
+from sevila_tools.training.localizer_init import load_base_localizer
 from sevila_tools.training.optim import param_groups
 from sevila_tools.training.runs import (
     MetricsFile,
@@ -52,7 +53,12 @@ from sevila_tools.training.runs import (
     progress,
     write_summary,
 )
-from sevila_tools.training.sampling import batch_layout, linear_warmup_cosine_lr, step_plan
+from sevila_tools.training.sampling import (
+    batch_layout,
+    learning_warning,
+    linear_warmup_cosine_lr,
+    step_plan,
+)
 from sevila_tools.training.tasks import Batch, TrainingTask, get_task
 
 
@@ -130,6 +136,9 @@ class Trainer:
             cfg.batch_size, self.world, cfg.global_batch, cfg.accum_steps, cfg.reference_processes
         )
         self.precision = resolve_precision(cfg.precision, self.runtime.device)
+        warning = learning_warning(len(self.samples), self.layout, cfg.epochs, cfg.lr, cfg.min_lr,
+                                   cfg.warmup_lr, cfg.warmup_steps, cfg.drop_last)
+        self.warnings = [warning] if warning else []
         self.ckpt_path, self.best_path = self.out / CHECKPOINT_NAME, self.out / BEST_NAME
         self.sources = dict(self.runtime.info.get("sources", {}))
         self.hparams = {
@@ -148,6 +157,8 @@ class Trainer:
             )
         if label_source:
             self.log(f"pseudo-labels: {label_source}")
+        for line in self.warnings:
+            self.log(line)
 
     def _labels(
         self, task_cls: type[TrainingTask]
@@ -201,7 +212,9 @@ class Trainer:
         """Where the trained branch starts (``init`` for the Localizer); logged and kept in ``sources``."""
         branch, model = self.task.branch, self.runtime.model
         if self.saved is None and self.task.starts_localizer:
-            if self.cfg.init == "answerer-copy":
+            if self.cfg.init == "base":
+                self.sources["localizer"] = load_base_localizer(model, self.runtime.info)
+            elif self.cfg.init == "answerer-copy":
                 model.copy_answerer_to_localizer()
                 self.sources["localizer"] = f"copy of the answerer ({self.sources.get('answerer', 'base')})"
             self.log(
@@ -514,6 +527,7 @@ class Trainer:
             sources=self.sources,
             provenance=prov,
             deviations=self.cfg.deviations(),
+            warnings=list(getattr(self, "warnings", [])),
             hparams=dict(self.hparams),
         )
         if self.main:

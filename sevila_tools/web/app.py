@@ -12,8 +12,7 @@ from typing import Any
 import gradio as gr
 from pydantic import ValidationError
 
-from sevila_tools.agents.service import describe_error
-from sevila_tools.errors import SevilaError
+from sevila_tools.errors import SevilaError, error_line
 from sevila_tools.schemas import LocalizeRequest
 from sevila_tools.web.callbacks import Comparison, Stage, WebDemo, web_selectors
 from sevila_tools.web.uploads import MIB, VIDEO_EXTENSIONS
@@ -31,9 +30,9 @@ def page_error(exc: BaseException) -> gr.Error:
     """A one-line, HTML-escaped error for the page; unexpected errors are logged with their traceback."""
     if not isinstance(exc, SevilaError | ValidationError):
         log.error("unexpected error in a web request", exc_info=exc)
-        text = f"internal error (details in the server log): {describe_error(exc)}"
+        text = f"internal error (details in the server log): {error_line(exc)}"
     else:
-        text = describe_error(exc)
+        text = error_line(exc)
     return gr.Error(html.escape(text), title="Cannot run", duration=None, print_exception=False)
 
 

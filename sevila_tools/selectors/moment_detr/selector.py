@@ -67,6 +67,7 @@ class MomentDETROptions(BaseModel):
         default=None,
         description="Moment-DETR checkpoint (.ckpt or .safetensors); required unless the runtime has "
         "random weights (then a tiny random Moment-DETR is used).",
+        json_schema_extra={"cli": {"flags": ["--mdetr-checkpoint"], "metavar": "FILE"}},
     )
     trust_checkpoint: bool = Field(
         default=False, description="Allow pickled objects in the checkpoint (weights_only=False)."
@@ -74,12 +75,14 @@ class MomentDETROptions(BaseModel):
     clip_model: str | None = Field(
         default=None,
         description="CLIP hub id or folder for the features (default openai/clip-vit-base-patch32).",
+        json_schema_extra={"cli": {"flags": ["--clip-model"], "metavar": "ID"}},
     )
     text_mode: Literal["question_only", "question_options"] = Field(
         default="question_only", description="Query text: the question alone or question + options."
     )
     long_video: Literal["refuse", "stride", "sliding"] = Field(
-        default="refuse", description="Rule for segments longer than 75 clips (150 s)."
+        default="refuse", description="Rule for segments longer than 75 clips (150 s).",
+        json_schema_extra={"cli": {"flags": ["--long-video"], "default": "sliding"}},  # what commands use
     )
     frame_strategy: Literal["top_window_uniform", "topk_saliency"] = Field(
         default="top_window_uniform", description="How frames are taken from the model's outputs."

@@ -1,0 +1,189 @@
+"""What a generated command's run receives (:class:`Args`) and how a :class:`Command` becomes a Typer command."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import BaseModel
+from rich.markup import escape
+
+from sevila_tools.cli.common import console, err_console, guarded, print_json
+from sevila_tools.cli.generate import Command, Param, parse_pairs, resolve, set_path
+
+_KW = inspect.Parameter.KEYWORD_ONLY
+_GIVEN = ("COMMANDLINE", "ENVIRONMENT")  # click's ParameterSource names (Typer ships its own click)
+
+
+def _merge(into: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    for k, v in new.items():
+        if isinstance(v, dict) and isinstance(into.get(k), dict):
+            _merge(into[k], v)
+        else:
+            into[k] = v
+    return into
+
+
+def _config_file(path: Path) -> dict[str, Any]:
+    """A YAML or JSON mapping of settings (one-line errors for a missing or malformed file)."""
+    import yaml
+
+    from sevila_tools.errors import InputError
+
+    if not path.is_file():
+        raise InputError(f"--config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise InputError(f"--config {path} is not valid YAML: {' '.join(str(exc).split())}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"--config {path} must hold a mapping of settings (key: value)")
+    return data
+
+
+class Args:
+    """The parsed command line of one call: the merged settings (defaults < ``--config`` < flags < ``KEY=VALUE``),
+    what was given, ``--json`` / ``--quiet``, and the output helpers."""
+
+    def __init__(self, command: Command, params: list[Param], ctx: typer.Context, values: dict[str, Any]) -> None:
+        self.command, self.params = command, params
+        self.json: bool = bool(values.get("json_output"))
+        self.quiet: bool = bool(values.get("quiet"))
+        self.raw: dict[str, Any] = {"selector_options": {}} if command.selector_block else {}
+        self.given: set[str] = set()
+        for p in params:
+            if p.key in command.defaults:
+                set_path(self.raw, p.key, command.defaults[p.key])
+            if p.key.startswith("selector_options.") and p.default is not None:
+                set_path(self.raw, p.key, p.default)  # a selector flag's command-line default
+        if values.get("config_file") is not None:
+            _merge(self.raw, _config_file(values["config_file"]))
+        for p in params:
+            value = values.get(p.ident)
+            if value is None or (p.many and not value) or getattr(ctx.get_parameter_source(p.ident), "name", "") not in _GIVEN:
+                continue
+            self.given.add(p.key)
+            if p.pairs:
+                _merge(self.raw, {p.key: parse_pairs(value, p.flags[0])})
+            else:
+                set_path(self.raw, p.key, list(value) if p.many else value)
+        for key, value in parse_pairs(values.get("overrides") or [], "an override").items():
+            self.given.add(key)
+            set_path(self.raw, key, value)
+        self.option_keys = {k.partition(".")[2] for k in self.given if k.startswith("selector_options.")}
+        if "selector_options" in self.given:
+            self.option_keys |= set(parse_pairs(values.get("p_selector_options") or [], "--selector-option"))
+        self._check_keys()
+
+    def _check_keys(self) -> None:
+        """Refuse settings no model of the command has, and ``--out``-like folders that are files."""
+        from sevila_tools.errors import InputError
+
+        known = {p.key.split(".")[0] for p in self.params}
+        known |= {name for model in map(resolve, self.command.models) for name in model.model_fields}
+        unknown = sorted(set(self.raw) - known)
+        if unknown:
+            raise InputError(f"unknown setting {unknown[0]!r} for sevila {self.command.name}; settings: "
+                             f"{', '.join(sorted(known))}")
+        for p in self.params:
+            value = self.raw.get(p.key)
+            if p.metavar == "DIR" and isinstance(value, str | Path) and Path(value).is_file():
+                raise InputError(f"{p.flags[0]} is a file, expected a folder: {value}")
+
+    @property
+    def progress(self) -> bool:
+        """Show progress bars (``--quiet`` silences them; results still print)."""
+        return not self.quiet
+
+    def config(self, model: Any = None, **fixed: Any) -> Any:
+        """Validate the settings into ``model`` (default: the command's first model): one validation."""
+        model = resolve(model or self.command.models[0])
+        known = set(model.model_fields)
+        return model.model_validate({**{k: v for k, v in self.raw.items() if k in known}, **fixed})
+
+    def selector_options(self, selectors: list[str]) -> dict[str, Any]:
+        """The merged selector options, after checking that one of ``selectors`` declares each key the user gave."""
+        from sevila_tools.selectors import check_option_keys
+
+        opts = dict(self.raw.get("selector_options") or {})
+        check_option_keys(selectors, {k: opts[k] for k in self.option_keys if k in opts})
+        if self.raw.get("trust_checkpoint"):
+            opts.setdefault("trust_checkpoint", True)  # --trust-checkpoint covers the selectors' checkpoints too
+        return opts
+
+    def say(self, msg: str) -> None:
+        """A status line on stderr (silenced by ``--quiet``)."""
+        if not self.quiet:
+            err_console.print(escape(msg), highlight=False, soft_wrap=True)
+
+    def warn(self, msg: str) -> None:
+        """A warning line on stderr (shown also with ``--quiet``)."""
+        err_console.print(f"[yellow]warning:[/yellow] {escape(msg)}", highlight=False, soft_wrap=True)
+
+    def emit(self, result: Any, render: Callable[[Any], None] | None = None) -> None:
+        """The result: one JSON object with ``--json``, else ``render(result)`` (a key/value table by default)."""
+        if self.json or render is None and not isinstance(result, BaseModel | dict):
+            print_json(result)
+        elif render is not None:
+            render(result)
+        else:
+            from sevila_tools.cli.render import key_values
+
+            console.print(key_values(result, self.command.name))
+
+
+def flag_names(params: list[Param]) -> dict[str, str]:
+    """Config field -> what the user typed for it (``num_frames`` -> ``--frames``), for error lines."""
+    return {p.key: (p.metavar or p.key) if p.argument else max(p.flags[0].split("/"), key=len) for p in params}
+
+
+def _extras(command: Command) -> list[inspect.Parameter]:
+    out = []
+    if command.config_file:
+        out.append(inspect.Parameter("config_file", _KW, default=None, annotation=Annotated[Path | None, typer.Option(
+            "--config", metavar="FILE", help="YAML or JSON file of settings (flags and KEY=VALUE win).")]))
+        out.append(inspect.Parameter("overrides", _KW, default=None, annotation=Annotated[list[str] | None, typer.Argument(
+            metavar="[KEY=VALUE]...", help="Settings by name, e.g. limit=16 or span.span_threshold=4.",
+            show_default=False)]))
+    if command.quiet:
+        out.append(inspect.Parameter("quiet", _KW, default=False, annotation=Annotated[bool, typer.Option(
+            "--quiet", "-q", help="No progress bars or status lines (results and errors still print).")]))
+    if command.json:
+        out.append(inspect.Parameter("json_output", _KW, default=False, annotation=Annotated[bool, typer.Option(
+            "--json", help="Print one JSON object instead of tables.")]))
+    return out
+
+
+def build(command: Command) -> Callable[..., None]:
+    """The Typer function of ``command``: a generated signature, one error path (:func:`guarded`)."""
+    params = command.params()
+
+    def run(ctx: typer.Context, **values: Any) -> None:
+        command.run(Args(command, params, ctx, values))
+
+    sig = [inspect.Parameter("ctx", _KW, annotation=typer.Context)]
+    sig += [inspect.Parameter(p.ident, _KW, default=... if p.required else p.default if not p.many else None,
+                              annotation=p.annotation()) for p in params]
+    run.__signature__ = inspect.Signature(sig + _extras(command))  # type: ignore[attr-defined]
+    run.__doc__ = command.help
+    run.__name__ = command.name.replace("-", "_")
+    resumable = any(p.key == "resume" for p in params)
+    return guarded(run, names=flag_names(params), resumable=resumable)
+
+
+def typer_app(command: Command) -> typer.Typer:
+    """A Typer application holding just ``command``."""
+    app = typer.Typer(rich_markup_mode=None, add_completion=False, pretty_exceptions_enable=False)
+    app.command(command.name)(build(command))
+    return app
+
+
+def click_command(command: Command) -> Any:
+    """The click command Typer makes of ``command`` (built when first used)."""
+    return typer.main.get_command(typer_app(command))
+
+
+__all__ = ["Args", "build", "click_command", "flag_names", "typer_app"]

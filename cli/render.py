@@ -1,0 +1,167 @@
+"""Human output of the commands (``--json`` prints the result models instead)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+from rich.table import Table
+
+from sevila_tools.cli.common import console, err_console, show_notice
+
+LETTERS = "ABCDE"
+
+
+def table(title: str, *columns: str, **kw: Any) -> Table:
+    """A table whose title is never wrapped narrower than itself (also when piped to a file)."""
+    t = Table(title=title, min_width=min(len(title) + 4, console.width), **kw)
+    for col in columns:
+        t.add_column(col)
+    return t
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    rows: list[tuple[str, str]] = []
+    for k, v in data.items():
+        if isinstance(v, dict):
+            rows += _flatten(v, f"{prefix}{k}.")
+        elif isinstance(v, list):
+            rows.append((f"{prefix}{k}", ", ".join(map(str, v))))
+        else:
+            rows.append((f"{prefix}{k}", "-" if v is None else str(v)))
+    return rows
+
+
+def key_values(data: BaseModel | dict[str, Any], title: str) -> Table:
+    """Nested fields as ``key.sub`` rows (lists joined, None as a dash)."""
+    t = table(title, show_header=False)
+    for key, value in _flatten(data.model_dump(mode="json") if isinstance(data, BaseModel) else data):
+        t.add_row(key, value)
+    return t
+
+
+def answer_lines(ans: Any) -> None:
+    """Each option with its probability, then the chosen one."""
+    for i, (text, p) in enumerate(zip(ans.options, ans.option_probs, strict=True)):
+        console.print(f"  ({LETTERS[i]}) {text}  p={p:.3f}{'  <' if i == ans.answer_index else ''}", highlight=False)
+    console.print(f"answer: [bold]({ans.answer_letter}) {ans.answer_text}[/bold]")
+
+
+def localization(result: Any) -> None:
+    """Every candidate with score and p(yes), the keyframes, and the answer when there is one."""
+    loc, ans = (result.localization, result.answer) if hasattr(result, "answer") else (result, None)
+    show_notice(loc.notice)
+    t = table(f"{loc.selector} on {Path(loc.video).name}: {loc.question}", "#", "frame", "time (s)", "score",
+              "p(yes)", "key", caption="score: the selector's ranking score (localizer: raw first-step 'yes' "
+              "logit); p(yes): softmax over the (no, yes) logits; *: keyframe")
+    for f in loc.frames:
+        t.add_row(str(f.position), str(f.frame_index), f"{f.time:.2f}", "" if f.score is None else f"{f.score:.3f}",
+                  "" if f.yes_prob is None else f"{f.yes_prob:.3f}", "[bold green]*[/bold green]" if f.keyframe else "")
+    console.print(t)
+    if loc.padded:
+        console.print("note: padded: the video has fewer frames than requested, so its last frame repeats",
+                      highlight=False)
+    console.print("keyframes: " + ", ".join(f"{k.time:.2f}s (frame {k.frame_index})" for k in loc.keyframes))
+    if ans is not None:
+        answer_lines(ans)
+
+
+def answer(result: Any) -> None:
+    """The frames read and the answer."""
+    show_notice(result.notice)
+    console.print("frames at: " + ", ".join(f"{t:.2f}s" for t in result.frame_times))
+    answer_lines(result)
+
+
+def moments(result: Any) -> None:
+    """Ranked windows of a moments query."""
+    show_notice(result.notice)
+    t = table(f"moments of {Path(result.video).name} ({result.duration:.1f} s): {result.query}",
+              "#", "start (s)", "end (s)", "score", caption=f"note: {result.span_rule}")
+    for i, (st, ed, score) in enumerate(result.pred_relevant_windows, 1):
+        t.add_row(str(i), f"{st:.2f}", f"{ed:.2f}", f"{score:.3f}")
+    console.print(t)
+
+
+def selectors(rows: dict[str, Any]) -> None:
+    """Each selector: description, where it comes from, its options."""
+    for name, row in rows.items():
+        gold = " [yellow](needs the gold answer)[/yellow]" if row["needs_gold"] else ""
+        where = "" if row["source"].startswith("sevila_tools.") else f" [dim](from {row['source']})[/dim]"
+        console.print(f"[bold]{name}[/bold]: {row['description']}{gold}{where}", highlight=False)
+        for key, opt in row["options"].items():
+            console.print(f"    {key} (default {opt['default']!r}): {opt['description']}", highlight=False)
+
+
+def _eval_rows(s: Any) -> dict[str, str]:
+    c, cache = s.config, s.cache
+    rate = "-" if s.samples_per_s is None else f"{s.samples_per_s:.2f} samples/s"
+    keys = f", {c.get('keyframes')} keyframes, {c.get('decoding')}, {c.get('answerer')}" if c.get("keyframes") else ""
+    hits = f"{cache.get('hits', 0)} hits, {cache.get('misses', 0)} misses, {cache.get('writes', 0)} written"
+    return {
+        "output": s.predictions_file + (f" (errors: {s.errors_file})" if s.errors_file else ""),
+        "samples": f"{s.samples} selected, {s.runnable} runnable, {s.skipped_missing} skipped (missing video), "
+                   f"{s.resumed} resumed",
+        "this run": f"{s.processed} processed in {s.elapsed_s:.1f} s ({rate}, batch {s.batch_size}, "
+                    f"{s.world_size} process(es))",
+        "records": f"{s.predictions} predictions, {s.errors} errors ({s.errors_this_run} this run)",
+        "feature cache": f"{hits} ({cache.get('dir')})" if cache.get("enabled")
+        else f"off ({cache.get('decoded_videos', 0)} videos decoded)",
+        "model": f"{c.get('model')} / checkpoint {c.get('checkpoint')}",
+        "selector": f"{c.get('selector')} ({c.get('frames')} frames{keys})",
+        "device": f"{c.get('device')}" + (f" ({c.get('gpu')})" if c.get("gpu") else "") + f", precision "
+                  f"{c.get('precision')}",
+        "versions": ", ".join(f"{k} {v}" for k, v in c.get("versions", {}).items() if v),
+    }
+
+
+def eval_summary(s: Any) -> None:
+    """What ran, where it went, and the metrics table."""
+    from sevila_tools.eval.scorers import metrics_table
+
+    if not s.is_main_process:
+        return
+    show_notice(s.notice)
+    console.print(key_values(_eval_rows(s), f"sevila eval {s.dataset}"))
+    for err in s.first_errors:
+        err_console.print(f"error record: {err['qid']}: {err['error']}", highlight=False)
+    if s.metrics is not None:
+        console.print(metrics_table(s.metrics))
+    if s.metrics_note:
+        console.print(f"[yellow]note:[/yellow] {s.metrics_note}", highlight=False)
+
+
+def ablation(result: Any) -> None:
+    """The ablation table, its notes, and where the files are."""
+    from sevila_tools.eval.ablate import terminal_rows
+
+    show_notice(result.notice)
+    header, body = terminal_rows(result, width=80)
+    t = table(f"sevila ablate {result.dataset} ({result.questions} questions)", width=80)
+    for i, col in enumerate(header):
+        t.add_column(col, justify="left" if i == 0 else "right", no_wrap=i == 0)
+    for cells in body:
+        t.add_row(*cells)
+    console.print(t)
+    for i, note in enumerate(dict.fromkeys(result.notes), 1):
+        console.print(f"{i}. {note}", highlight=False)
+    vit, files = result.vit_cache, result.files
+    if vit.get("enabled"):
+        console.print(f"ViT feature cache: {vit.get('hits', 0)} hits, {vit.get('misses', 0)} misses ({vit.get('dir')})",
+                      highlight=False)
+    console.print(f"{result.settings_run} settings run, {result.settings_resumed} resumed; all columns in "
+                  f"{files.get('markdown')} and {files.get('csv')}; plot {files.get('png')}", highlight=False)
+
+
+def demo(out: Any) -> None:
+    """The demo's chain result and where its plot is."""
+    localization(out.result)
+    console.print(f"plot: {out.plot}")
+
+
+def bench(report: dict[str, Any]) -> None:
+    """The benchmark tables (and where the JSON report went)."""
+    from sevila_tools.benchmarks.report import print_report
+
+    print_report(report, console)
