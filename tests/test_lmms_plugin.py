@@ -33,7 +33,7 @@ def report(tmp_path_factory):
 
 def _ok(run: dict) -> dict:
     assert run["rc"] == 0, run["stderr_tail"]
-    assert "Error during evaluation" not in run["stdout_tail"] + run["stderr_tail"]
+    assert run["evaluation_errors"] == 0 and run["visual_errors"] == 0, run["stdout_tail"]
     return run
 
 

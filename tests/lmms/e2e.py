@@ -64,8 +64,10 @@ def lmms(work: Path, name: str, args: list[str], env: dict[str, str], record: bo
     cmd = [*head, *args, "--output_path", str(out), "--log_samples", "--verbosity", "DEBUG", "--batch_size", "1"]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    logs = proc.stdout + proc.stderr
     run = {"rc": proc.returncode, "wall_s": round(time.perf_counter() - t0, 1), "stderr_tail": proc.stderr[-3000:],
-           "stdout_tail": proc.stdout[-1500:]}
+           "stdout_tail": proc.stdout[-1500:], "evaluation_errors": logs.count("Error during evaluation"),
+           "visual_errors": logs.count("Failed to process visual")}  # gemma3 logs these and answers without images
     samples = sorted(out.rglob("*_samples_*.jsonl"))
     results = sorted(out.rglob("*_results.json"))
     if samples:
