@@ -11,7 +11,7 @@ TORCH_MARK := $(VENV)/.torch
 # the package is reinstalled when its metadata changes (pyproject.toml, or the version in sevila_tools/__init__.py)
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint install install-dev clean browser
+.PHONY: demo test lint install install-dev clean browser lmms
 ifneq ($(shell cat $(TORCH_MARK) 2>/dev/null),$(strip $(TORCH_SPEC)))
 .PHONY: $(TORCH_MARK)
 endif
@@ -44,8 +44,27 @@ demo: $(VENV)/.installed
 browser:
 	bash scripts/install_browser.sh
 
-test: $(VENV)/.installed-dev browser
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+# the suite, then the lmms-eval end-to-end run in .venv-lmms as its own step (it fails, never skips)
+test: $(VENV)/.installed-dev browser lmms
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not lmms" $(PYTEST_ARGS)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m lmms
+
+# lmms-eval in its own environment, so the main one is never downgraded (docs/frames.md): our package first, then
+# lmms-eval 0.7.3 under exact pins; the torchvision and timm it drags in are removed and PyAV goes back to >= 17.1.
+LMMS_VENV ?= .venv-lmms
+LMMS_PINS := scripts/lmms-constraints.txt
+
+$(LMMS_VENV)/.installed: pyproject.toml $(LMMS_PINS)
+	rm -rf $(LMMS_VENV)
+	$(PYTHON) -m venv $(LMMS_VENV)
+	$(LMMS_VENV)/bin/python -m pip install -q -c $(LMMS_PINS) torch==2.13.0
+	$(LMMS_VENV)/bin/python -m pip install -q -c $(LMMS_PINS) -e .
+	$(LMMS_VENV)/bin/python -m pip install -q -c $(LMMS_PINS) lmms-eval==0.7.3 av==15.1.0 torchvision==0.28.0 timm==1.0.31
+	$(LMMS_VENV)/bin/python -m pip uninstall -y -q torchvision timm
+	$(LMMS_VENV)/bin/python -m pip install -q av==18.1.1
+	touch $@
+
+lmms: $(LMMS_VENV)/.installed
 
 # ruff on everything; mypy on the files listed under [tool.mypy] in pyproject.toml
 lint: $(VENV)/.installed-dev

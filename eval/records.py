@@ -22,8 +22,8 @@ _SHARD_RE = re.compile(r"\.rank\d+\.part$")
 
 
 def qid_of(rec: dict[str, Any]) -> str:
-    """The record's question id as a string."""
-    return str(rec.get("qid"))
+    """The record's question id as a string (``qid`` in prediction files, ``question_id`` in frames files)."""
+    return str(rec["qid"] if "qid" in rec else rec.get("question_id"))
 
 
 def is_error(rec: dict[str, Any]) -> bool:
@@ -33,7 +33,7 @@ def is_error(rec: dict[str, Any]) -> bool:
 
 def _parse_line(line: bytes) -> dict[str, Any]:
     rec = json.loads(line.decode("utf-8"))
-    if not isinstance(rec, dict) or "qid" not in rec:
+    if not isinstance(rec, dict) or ("qid" not in rec and "question_id" not in rec):
         raise ValueError("not a record with a qid")
     return rec
 

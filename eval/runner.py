@@ -37,6 +37,7 @@ from .records import (
     existing_records,
     is_error,
     latest,
+    qid_of,
     read_records,
     shard_files,
 )
@@ -211,7 +212,10 @@ def shard_batches(batches: Sequence[list[Sample]], rank: int, world: int) -> lis
 
 class EvalRun:
     """One evaluation: ``load`` -> ``check_videos`` -> ``prepare_output`` -> ``load_model`` -> ``predict`` ->
-    ``finish``. :func:`run_eval` runs the steps in order."""
+    ``finish``. :func:`run_eval` runs the steps in order. ``sevila select`` (``eval/select.py``) is a subclass
+    that writes frame records instead of predictions (hooks: ``label``, ``records``, ``error_record``)."""
+
+    label = "eval"  # progress-bar label
 
     def __init__(self, cfg: EvalConfig, runtime: Any, progress: bool, console: Any, say: Callable[[str], None]):
         self.cfg, self.runtime, self.progress, self.console = cfg, runtime, progress, console
@@ -274,6 +278,17 @@ class EvalRun:
             self.say(f"warning: {msg}; skipping their questions (--skip-missing)")
         bad = set(self.bad)
         self.runnable = [s for s in self.selected if s.video not in bad]
+        if not self.cfg.is_moments:
+            self.check_selector()
+
+    def check_selector(self) -> None:
+        """The selector's own look at the run's questions, before any model loads (``check_questions``)."""
+        from sevila_tools.selectors import get_selector_class, options_for
+
+        cfg = self.cfg
+        options = options_for(cfg.selector, {"seed": cfg.seed, **cfg.selector_options})
+        questions = [(s.qid, s.video_id) for s in self.runnable]
+        get_selector_class(cfg.selector).check_questions(cfg.dataset, questions, cfg.keyframes, options)
 
     # ---------------------------------------------------------------- 3. output folder, resume
     def settings(self) -> dict[str, Any]:
@@ -344,7 +359,7 @@ class EvalRun:
     # ---------------------------------------------------------------- 5. predictions
     def _predict_batch(self, items: list[tuple[Sample, EncodedVideo]]) -> list[dict[str, Any]]:
         cfg = self.cfg
-        pairs = [(ev, Query(s.question, list(s.options), s.answer)) for s, ev in items]
+        pairs = [(ev, Query(s.question, list(s.options), s.answer, s.qid)) for s, ev in items]
         if cfg.is_moments:
             found = moments(self.pipeline, pairs, [s.duration for s, _ in items], cfg.span)
             return [moment_record(s, m) for (s, _), m in zip(items, found, strict=True)]
@@ -366,12 +381,16 @@ class EvalRun:
         for s in batch:
             got = loaded[video_spec(s, self.n)]
             if isinstance(got, Exception):
-                slots.append(error_record(s, got, self.cfg.is_moments))
+                slots.append(self.error_record(s, got))
             else:
                 items.append((s, got))
                 slots.append(None)
         preds = iter(self._predict_batch(items) if items else [])
         return [next(preds) if slot is None else slot for slot in slots]
+
+    def error_record(self, sample: Sample, exc: BaseException) -> dict[str, Any]:
+        """The record of a question whose video failed during the run."""
+        return error_record(sample, exc, self.cfg.is_moments)
 
     def predict(self) -> None:
         cfg, dist = self.cfg, self.dist
@@ -399,7 +418,7 @@ class EvalRun:
         remaining = Counter(video_spec(s, self.n) for b in mine for s in b)
         stream = self._encoded(mine)
         total = self.todo = sum(1 for b in mine for s in b if s.qid not in self.done)
-        label = f"eval {self.cfg.dataset}" + (f" [rank 0 of {self.dist.world}]" if self.dist.world > 1 else "")
+        label = f"{self.label} {self.cfg.dataset}" + (f" [rank 0 of {self.dist.world}]" if self.dist.world > 1 else "")
         bar = make_run_progress(self.progress and self.dist.main, unit="samples")
         with bar:
             task = bar.add_task(label, total=total)
@@ -410,7 +429,7 @@ class EvalRun:
                     if is_error(rec):
                         self.errors_run.append(rec)
                         if len(self.errors_run) <= 3:
-                            self.say(f"error: {rec['qid']}: {rec['error']}")
+                            self.say(f"error: {qid_of(rec)}: {rec['error']}")
                 writer.write_batch(records)
                 for s in batch:
                     spec = video_spec(s, self.n)
@@ -421,9 +440,9 @@ class EvalRun:
                 bar.update(task, advance=len(records))
 
     # ---------------------------------------------------------------- 6. merge, score, summary
-    def finish(self) -> EvalSummary:
-        from .session import score_run, summary_config
-
+    def merge(self) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+        """Every rank's statistics, and the records merged into the output file (main process) by question id;
+        re-raises this rank's failure or names another rank's."""
         enc = self.pipeline.encoder
         stats = {"processed": self.processed, "run_s": self.run_s, "errors": self.errors_run[:5],
                  "n_errors": len(self.errors_run), "cache": enc.stats(), "truncated": self.truncated,
@@ -439,6 +458,12 @@ class EvalRun:
         failed = [(r, g["failure"]) for r, g in enumerate(gathered) if g["failure"]]
         if failed:
             raise SevilaError(f"rank {failed[0][0]} failed: {failed[0][1]}")
+        return gathered, by_qid
+
+    def finish(self) -> EvalSummary:
+        from .session import score_run, summary_config
+
+        gathered, by_qid = self.merge()
         summary = self._summary(gathered, summary_config(self.cfg, self.runtime, self.pipeline, self.dist.world))
         if self.dist.main:
             sel_ids = {s.qid for s in self.selected}
@@ -468,7 +493,7 @@ class EvalRun:
             skipped_missing=len(self.selected) - len(self.runnable), missing_videos=self.bad[:5],
             empty_windows=self.empty_windows, resumed=self.resumed, processed=total,
             errors_this_run=sum(g["n_errors"] for g in gathered),
-            first_errors=[{"qid": str(e["qid"]), "error": str(e["error"])} for e in first],
+            first_errors=[{"qid": qid_of(e), "error": str(e["error"])} for e in first],
             truncated_prompts=sum(g["truncated"] for g in gathered), load_s=round(self.load_s, 3),
             samples_per_s=round(total / slowest, 4) if total and slowest else None,
             batch_size=self.cfg.batch_size, world_size=self.dist.world, cache=cache, config=conf,

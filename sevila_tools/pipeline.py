@@ -27,6 +27,7 @@ class Query:
     question: str
     options: list[str] = field(default_factory=list)
     answer: int | None = None
+    question_id: str | None = None  # the dataset's id, in dataset runs (selectors that read files use it)
 
 
 Item = tuple[EncodedVideo, Query]
@@ -113,6 +114,7 @@ class Pipeline:
                 SelectorInput(
                     video=ev.video, candidates=ev.frames, question=q.question, options=list(q.options),
                     start=ev.start, end=ev.end, raw_features=ev.raw, answer=q.answer, loc_text=loc, qa_text=qa,
+                    question_id=q.question_id,
                 )
             )
         return out
@@ -123,6 +125,8 @@ class Pipeline:
         sel = self.selector(selector)
         if sel.needs_gold and any(q.answer is None for _, q in items):
             raise InputError(f"the {sel.name} selector needs the gold answer (only usable in evaluation)")
+        if sel.needs_question_id and any(q.question_id is None for _, q in items):
+            raise InputError(f"the {sel.name} selector reads dataset question ids (only usable in dataset runs)")
         if not items:
             return []
         with self.timer.stage("select"):

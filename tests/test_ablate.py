@@ -160,11 +160,11 @@ def test_default_selectors():
     from sevila_tools.selectors import available_selectors
 
     names, skipped = default_selectors(has_gold=True, options={}, random_weights=True)
-    assert sorted(names) == available_selectors() and not skipped
+    assert sorted(names) == [n for n in available_selectors() if n != "file"] and set(skipped) == {"file"}
     assert names[0] == "uniform" and names.index("localizer") < names.index("oracle")  # by rank
     names, skipped = default_selectors(has_gold=False, options={}, random_weights=False)
     assert "oracle" not in names and "moment_detr" not in names
-    assert set(skipped) == {"oracle", "moment_detr"}
+    assert set(skipped) == {"oracle", "moment_detr", "file"}  # the file selector runs only with its file
 
 
 def test_config_errors(tmp_path):

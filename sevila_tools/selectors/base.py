@@ -37,6 +37,7 @@ class SelectorInput:
     answer: int | None = None  # gold index; only selectors with ``needs_gold`` may read it
     loc_text: str | None = None  # the Localizer text of this question in the run's prompt style
     qa_text: str | None = None  # the Answerer text of this question in the run's prompt style
+    question_id: str | None = None  # the dataset's question id, in dataset runs
 
 
 class Selection(BaseModel):
@@ -80,6 +81,7 @@ class Selector(ABC):
       selector only. A field may ask for its own flag with ``json_schema_extra={"cli": {"flags": [...]}}``;
       clashing keys or flags are refused when the selector registers;
     * ``needs_gold``: reads the gold answer (evaluation only, e.g. the oracle);
+    * ``needs_question_id``: reads the dataset's question id (dataset runs only, e.g. the ``file`` selector);
     * ``scores_candidates``: gives every candidate a score (a timeline can be drawn);
     * ``rank``: position in tables and listings (lower first);
     * ``frames_rule``: how the selector picks its own candidate count, when :meth:`num_candidates` ignores ``n``.
@@ -89,6 +91,7 @@ class Selector(ABC):
     description: ClassVar[str] = ""
     Options: ClassVar[type[BaseModel]] = NoOptions
     needs_gold: ClassVar[bool] = False
+    needs_question_id: ClassVar[bool] = False
     scores_candidates: ClassVar[bool] = False
     rank: ClassVar[int] = 100
     frames_rule: ClassVar[str] = ""
@@ -114,6 +117,15 @@ class Selector(ABC):
     ) -> dict[str, Any] | None:
         """Look at a run's (video, start, end) segments before it starts: a record of what the selector will do
         with them (kept in the run's results), or a one-line :class:`InputError` when it cannot handle them."""
+        return None
+
+    @classmethod
+    def check_questions(
+        cls, dataset: str, questions: list[tuple[str, str]], k: int, options: dict[str, Any]
+    ) -> None:
+        """Look at a dataset run's questions, ``(question id, video id)`` pairs, before any model loads; raise a
+        one-line :class:`InputError` when the selector cannot serve them (the ``file`` selector checks that its
+        file covers them)."""
         return None
 
     @abstractmethod

@@ -82,8 +82,9 @@ def _window(value: float | None) -> float | None:
 
 
 def web_selectors() -> list[type[Selector]]:
-    """Registered selectors usable without a gold answer, in listing order."""
-    return sorted((c for c in REGISTRY.values() if not c.needs_gold), key=lambda c: (c.rank, c.name))
+    """Registered selectors usable without a gold answer or a dataset's question ids, in listing order."""
+    usable = (c for c in REGISTRY.values() if not (c.needs_gold or c.needs_question_id))
+    return sorted(usable, key=lambda c: (c.rank, c.name))
 
 
 def caption(kf: KeyFrame) -> str:
