@@ -203,3 +203,26 @@ config_command("mcp", "sevila_tools.agents.serve:McpConfig", "sevila_tools.agent
                "Serve the SeViLA tools to MCP clients (Claude Desktop, IDE agents...): stdio by default.", json=False)
 config_command("web", "sevila_tools.web.serve:WebConfig", "sevila_tools.web.serve:run_web",
                "Serve a browser page: upload a video, ask, see keyframes, scores and the answer.", json=False)
+
+_TRAIN = "sevila_tools.training.runconfig:{}RunConfig"
+_STAGE, _NO_LABELS = "sevila_tools.training.run:run_train", frozenset({"labels"})
+config_command("pseudo-label", _TRAIN.format("PseudoLabel"), "sevila_tools.training.run:run_pseudo_label",
+               "Reverse chain: the frozen Answerer's yes/no label for random frames of every question. A frame is "
+               "'yes' when the Answerer, reading it alone, picks the gold option; one label set per refinement "
+               "epoch (--epochs). Writes OUT/pseudo_labels.jsonl and summary.json.", render.pseudo_labels,
+               config_file=True, quiet=True)
+config_command("refine", _TRAIN.format("Refine"), _STAGE, "Reverse chain: train the Localizer on the frozen "
+               "Answerer's pseudo-labels. It starts from BLIP-2's Q-Former (init=base, official) whatever Answerer "
+               "is loaded; recipe refine-DATASET.", render.train, config_file=True, quiet=True)
+config_command("finetune", _TRAIN.format("Finetune"), _STAGE, "Forward chain: fine-tune the Answerer on the frozen "
+               "Localizer's keyframes. Recipe finetune-DATASET.", render.train, config_file=True, quiet=True,
+               exclude=_NO_LABELS)
+config_command("pretrain-localizer", _TRAIN.format("Pretrain"), _STAGE, "Pre-train the Localizer on span "
+               "annotations (QVHighlights). A frame is 'yes' iff its time lies in a relevant window; recipe "
+               "pretrain-qvhighlights.", render.train, config_file=True, quiet=True, exclude=_NO_LABELS)
+config_command("self-refine", _TRAIN.format("SelfRefine"), "sevila_tools.training.run:run_self_refine",
+               "The paper's training loop: pre-train, then pseudo-label, refine and fine-tune. Pre-training runs "
+               "with --pretrain-annotations; each iteration labels with the current Answerer, refines the "
+               "Localizer, then fine-tunes the Answerer on its keyframes (--order readme: fine-tune first). "
+               "Settings apply to every stage, STAGE.KEY=VALUE to one (pretrain, finetune, refine).",
+               render.self_refine, config_file=True, quiet=True)

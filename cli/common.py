@@ -12,35 +12,40 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Mapping
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
 import typer
 from pydantic import BaseModel
 from rich.console import Console
 from rich.markup import escape
 
-from sevila_tools.cli.generate import cli_meta, field_param
 from sevila_tools.errors import ModelLoadError, SevilaError, error_line
-from sevila_tools.schemas import DEFAULT_MODEL, RANDOM_WEIGHTS_NOTICE, ModelOptions
+from sevila_tools.schemas import RANDOM_WEIGHTS_NOTICE
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-def _plain_arguments() -> None:
-    """Usage lines read ``VIDEO QUESTION`` (optional ones in brackets) and an argument with a metavar shows no
-    ``<type>`` (as git and hf print them)."""
+def _readable_help() -> None:
+    """Usage lines read ``VIDEO QUESTION`` (optional ones in brackets), an argument with a metavar shows no
+    ``<type>`` (as git and hf print them), and help text never breaks a flag at its hyphens (``--val-``)."""
     from typer import core
+    from typer._click import _textwrap
 
     def usage(self: Any) -> str:
         name = self.display_name_raw
         name = name if self.required or name.startswith("[") else f"[{name}]"
         return name + ("..." if self.nargs != 1 and not name.endswith("...") else "")
 
+    class Wrapper(_textwrap.TextWrapper):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs, break_on_hyphens=False)
+
     typed = core.TyperArgument.display_type_rich
     core.TyperArgument._usage_display_name = usage  # type: ignore[method-assign]
     core.TyperArgument.display_type_rich = lambda self, ctx: None if self.metavar else typed(self, ctx)  # type: ignore
+    _textwrap.TextWrapper = Wrapper  # type: ignore[misc]
 
 
-_plain_arguments()
+_readable_help()
 console = Console(soft_wrap=not sys.stdout.isatty())
 err_console = Console(stderr=True)
 OFFLINE_HINT = "; offline? try --model tiny-random (or tiny-trained), or a local folder from `sevila convert`"
@@ -158,21 +163,5 @@ def check_video(video: str, decoder: str = "auto") -> str:
     return video
 
 
-# -------------------------------------------------------- the model block as Typer options (hand-written commands)
-def _option(name: str) -> Any:
-    info = ModelOptions.model_fields[name]
-    p = field_param(name, name, info, cli_meta(info))
-    return p.annotation() if p.kind is not bool else Annotated[bool, typer.Option(*p.flags, help=p.help)]
 
-
-ModelOpt = _option("model")
-CheckpointOpt = _option("checkpoint")
-DeviceOpt = _option("device")
-DecoderOpt = _option("decoder")
-TrustOpt = _option("trust_checkpoint")
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")]
-
-__all__ = [
-    "DEFAULT_MODEL", "STATE", "CheckpointOpt", "DecoderOpt", "DeviceOpt", "JsonOpt", "ModelOpt", "TrustOpt",
-    "check_video", "console", "err_console", "guarded", "load_runtime_cli", "print_json", "show_notice",
-]
+__all__ = ["STATE", "check_video", "console", "err_console", "guarded", "load_runtime_cli", "print_json", "show_notice"]
