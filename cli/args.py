@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 from collections.abc import Callable
@@ -105,6 +106,10 @@ class Args:
         if self.raw.get("trust_checkpoint"):
             opts.setdefault("trust_checkpoint", True)  # --trust-checkpoint covers the selectors' checkpoints too
         return opts
+
+    def status(self, text: str | None) -> Any:
+        """A spinner on stderr while a block runs (none with ``--json``, ``--quiet`` or no ``text``)."""
+        return err_console.status(text) if text and not (self.json or self.quiet) else contextlib.nullcontext()
 
     def say(self, msg: str) -> None:
         """A status line on stderr (silenced by ``--quiet``)."""

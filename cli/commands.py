@@ -6,29 +6,30 @@ equivalent of every command. Imports of the library sit inside the runs, so ``se
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from sevila_tools.cli import render
-from sevila_tools.cli.common import check_video, console, err_console, load_runtime_cli
+from sevila_tools.cli.common import console, err_console
 from sevila_tools.cli.generate import Param, command, config_command
 from sevila_tools.errors import InputError
 
 MODEL = "sevila_tools.schemas:ModelOptions"
 
 
-def _cli(**meta: Any) -> dict[str, Any]:
-    return {"cli": meta}
-
-
-def _chain(args: Any, selector_options: dict[str, Any] | None = None) -> Any:
-    """The forward chain on the model the flags name (a status line while it loads)."""
+def _chain(args: Any, video: str, selector_options: dict[str, Any] | None = None) -> Any:
+    """Check that ``video`` decodes, then the forward chain on the model the flags name (a spinner while it loads)."""
     from sevila_tools.chain import SevilaChain
+    from sevila_tools.loading import load_runtime
+    from sevila_tools.video import probe
 
     mo = args.config(MODEL)
-    rt = load_runtime_cli(mo.model, mo.checkpoint, mo.device, mo.trust_checkpoint, quiet=args.json, note=False)
+    probe(video, decoder=mo.decoder)
+    with err_console.status(f"loading {mo.model} ...") if not args.json else contextlib.nullcontext():
+        rt = load_runtime(mo.model, mo.checkpoint, device=mo.device, trust_checkpoint=mo.trust_checkpoint)
     return SevilaChain(rt, mo.decoder, selector_options=selector_options)
 
 
@@ -47,8 +48,7 @@ def localize(args: Any) -> None:
         raise InputError("--decoding and --answerer need answer options (--option)")
     req = args.config(VideoQuestionRequest if answers else LocalizeRequest)
     selectors[req.selector]
-    check_video(req.video, args.config(MODEL).decoder)
-    chain = _chain(args, args.selector_options([req.selector]))
+    chain = _chain(args, req.video, args.selector_options([req.selector]))
     result = SPECS["answer_video_question" if answers else "localize_keyframes"].run(lambda: chain, req)
     if args.raw.get("plot"):
         from sevila_tools.plotting import plot_localization
@@ -70,19 +70,16 @@ def answer(args: Any) -> None:
         req.end is not None and t > req.end)]
     if outside:
         raise InputError(f"--at {outside[0]} is outside the window --start {req.start} --end {req.end}")
-    check_video(req.video, args.config(MODEL).decoder)
-    args.emit(_chain(args).answerer(req), render.answer)
+    args.emit(_chain(args, req.video).answerer(req), render.answer)
 
 
 @command("moments", models=("sevila_tools.schemas:MomentsRequest", MODEL))
 def moments(args: Any) -> None:
     """Find the moments of VIDEO that show QUERY: ranked [start, end, score] windows and 2-s saliency."""
     from sevila_tools.agents.toolset import SPECS
-    from sevila_tools.schemas import MomentsRequest
 
-    req = args.config(MomentsRequest)
-    check_video(req.video, args.config(MODEL).decoder)
-    chain = _chain(args)
+    req = args.config()
+    chain = _chain(args, req.video)
     args.emit(SPECS["find_moments"].run(lambda: chain, req), render.moments)
 
 
@@ -90,7 +87,7 @@ class SelectorsArgs(BaseModel):
     """Which selectors to list."""
 
     pattern: str | None = Field(None, description="Only names matching this shell pattern, e.g. 'clip*'.",
-                                json_schema_extra=_cli(argument=True, metavar="[PATTERN]"))
+                                json_schema_extra={"cli": {"argument": True, "metavar": "[PATTERN]"}})
 
 
 @command("selectors", models=(SelectorsArgs,))
@@ -103,56 +100,13 @@ def selectors_cmd(args: Any) -> None:
     args.emit(rows, render.selectors)
 
 
-class ConvertArgs(BaseModel):
-    """Where the converted model goes."""
-
-    out: Path = Field(description="Output folder (must be empty or absent).",
-                      json_schema_extra=_cli(argument=True, metavar="DIR"))
-
-
-@command("convert", models=(ConvertArgs, MODEL), exclude=frozenset({"device", "decoder"}))
-def convert(args: Any) -> None:
-    """Write a self-contained model folder (safetensors + configs + tokenizer) that loads offline."""
-    from sevila_tools.loading import build_model, save_converted
-
-    mo = args.config(MODEL)
-    with err_console.status("building model ..."):
-        net, tok, info = build_model(mo.model, mo.checkpoint, mo.trust_checkpoint)
-    folder = save_converted(net, tok, args.config(ConvertArgs).out, info)
-    summary = {"folder": str(folder), "sources": info["sources"], "random_weights": info["random_weights"]}
-    args.emit(summary, lambda s: console.print(render.key_values(s, "sevila convert"), "load it with: sevila "
-                                               f"localize VIDEO QUESTION --model {folder}"))
-
-
-@command("info", models=(MODEL,), exclude=frozenset({"decoder"}))
-def info(args: Any) -> None:
-    """Versions and device; with a model that loads: where each part comes from, precision and token ids."""
-    import torch
-
-    from sevila_tools import __version__
-    from sevila_tools.cli.common import OFFLINE_HINT
-    from sevila_tools.errors import SevilaError, error_line
-    from sevila_tools.loading import resolve_device
-    from sevila_tools.provenance import versions
-
-    mo = args.config(MODEL)
-    data: dict[str, Any] = {"sevila_tools": __version__, "versions": versions(), "device": str(resolve_device(
-        mo.device)), "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
-    try:
-        rt = load_runtime_cli(mo.model, mo.checkpoint, mo.device, mo.trust_checkpoint, quiet=args.json, note=False)
-    except SevilaError as exc:
-        if "model" in args.given:
-            raise
-        data["model"] = f"{mo.model} did not load: {error_line(exc)}{OFFLINE_HINT}"
-    else:
-        data.update(model=rt.info.get("model"), checkpoint=rt.info.get("checkpoint"), random_weights=rt.random_weights,
-                    sources=rt.info.get("sources"), precision=rt.precision.describe(),
-                    parameters=sum(p.numel() for p in rt.model.parameters()),
-                    token_ids={"yes": rt.ids.yes, "no": rt.ids.no, "letters": list(rt.ids.letters),
-                               "option": rt.ids.option})
-    args.emit(data, lambda d: console.print(render.key_values(d, "sevila info")))
-
-
+config_command("convert", "sevila_tools.loading:ConvertConfig", "sevila_tools.loading:run_convert",
+               "Write a self-contained model folder (safetensors + configs + tokenizer) that loads offline.",
+               render.converted, exclude=frozenset({"device", "decoder"}), status="building the model ...")
+config_command("info", "sevila_tools.loading:InfoConfig", "sevila_tools.loading:run_info", "Versions and device; "
+               "with a model that loads: where each part comes from, precision and token ids.",
+               lambda d: console.print(render.key_values(d, "sevila info")), exclude=frozenset({"decoder"}),
+               status="loading the model ...")
 config_command("demo", "sevila_tools.demo:DemoConfig", "sevila_tools.demo:run_demo",
                "Generate a synthetic clip and run the forward chain on it (the `make demo` job).", render.demo)
 

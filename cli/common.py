@@ -19,8 +19,7 @@ from pydantic import BaseModel
 from rich.console import Console
 from rich.markup import escape
 
-from sevila_tools.errors import ModelLoadError, SevilaError, error_line
-from sevila_tools.schemas import RANDOM_WEIGHTS_NOTICE
+from sevila_tools.errors import OFFLINE_HINT, ModelLoadError, SevilaError, error_line
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -48,7 +47,6 @@ def _readable_help() -> None:
 _readable_help()
 console = Console(soft_wrap=not sys.stdout.isatty())
 err_console = Console(stderr=True)
-OFFLINE_HINT = "; offline? try --model tiny-random (or tiny-trained), or a local folder from `sevila convert`"
 
 
 class _State:
@@ -136,32 +134,4 @@ def show_notice(text: str | None) -> None:
         STATE.notice_shown = True
 
 
-def load_runtime_cli(
-    model: str, checkpoint: str = "auto", device: str = "auto", trust_checkpoint: bool = False,
-    quiet: bool = False, note: bool = True,
-) -> Any:
-    """Load the runtime with a status line on stderr; ``note=False`` when the command's own output will show the
-    random-weights notice (so it appears once)."""
-    from sevila_tools.loading import load_runtime
-
-    if quiet:
-        return load_runtime(model, checkpoint, device=device, trust_checkpoint=trust_checkpoint)
-    with err_console.status(f"loading {model} ..."):
-        rt = load_runtime(model, checkpoint, device=device, trust_checkpoint=trust_checkpoint)
-    if note and rt.random_weights and not STATE.notice_shown:
-        err_console.print(f"[yellow]note:[/yellow] {RANDOM_WEIGHTS_NOTICE}", highlight=False)
-        STATE.notice_shown = True
-    return rt
-
-
-def check_video(video: str, decoder: str = "auto") -> str:
-    """A video checked before any model loads: exists, is a file, decodes (one-line :class:`VideoError`)."""
-    from sevila_tools.video import check_video_path, probe
-
-    check_video_path(video)
-    probe(video, decoder=decoder)  # type: ignore[arg-type]
-    return video
-
-
-
-__all__ = ["STATE", "check_video", "console", "err_console", "guarded", "load_runtime_cli", "print_json", "show_notice"]
+__all__ = ["STATE", "console", "err_console", "guarded", "print_json", "show_notice"]

@@ -164,6 +164,7 @@ class Command:
     quiet: bool = False  # -q/--quiet (progress and status lines only)
     json: bool = True
     selector_block: bool = False  # the selector option flags (from the selectors registry)
+    status: str | None = None  # a spinner while a config_command's run works (a run without progress of its own)
     extra: tuple[Param, ...] = ()
     exclude: frozenset[str] = frozenset()
     defaults: dict[str, Any] = field(default_factory=dict)
@@ -239,7 +240,9 @@ def config_command(name: str, config: Any, run: Any, help: str, render: Any = No
         accepted = inspect.signature(fn).parameters
         if not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
             offered = {k: v for k, v in offered.items() if k in accepted}
-        args.emit(fn(args.config(), **offered), resolve(render))
+        with args.status(COMMANDS[name].status):
+            result = fn(args.config(), **offered)
+        args.emit(result, resolve(render))
 
     call.__doc__ = help
     COMMANDS[name] = Command(name, call, models=(config,), **options)

@@ -154,6 +154,12 @@ def ablation(result: Any) -> None:
                   f"{files.get('markdown')} and {files.get('csv')}; plot {files.get('png')}", highlight=False)
 
 
+def converted(summary: dict[str, Any]) -> None:
+    """Where the converted folder is and how to use it."""
+    console.print(key_values(summary, "sevila convert"), f"load it with: sevila localize VIDEO QUESTION --model "
+                  f"{summary['folder']}")
+
+
 def demo(out: Any) -> None:
     """The demo's chain result and where its plot is."""
     localization(out.result)

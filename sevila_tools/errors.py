@@ -7,6 +7,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+#: what a command adds after a model that cannot load while offline
+OFFLINE_HINT = "; offline? try --model tiny-random (or tiny-trained), or a local folder from `sevila convert`"
+
 
 class SevilaError(Exception):
     """Base class for errors caused by user input; the message is a single readable line."""

@@ -154,7 +154,8 @@ class _Run:
 
             c = self.cfg
             self.say(f"loading {c.model} ...")
-            self.runtime = load_runtime(c.model, c.checkpoint, device_string(self.acc.device), c.trust_checkpoint)
+            self.runtime = load_runtime(c.model, c.checkpoint, device_string(self.acc.device),
+                                        trust_checkpoint=c.trust_checkpoint)
             if self.runtime.random_weights:
                 self.say(f"note: {RANDOM_WEIGHTS_NOTICE}")
         return self.runtime
