@@ -10,8 +10,6 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
-
 from sevila_tools.cli import render
 from sevila_tools.cli.common import console, err_console
 from sevila_tools.cli.generate import Param, command, config_command
@@ -83,23 +81,9 @@ def moments(args: Any) -> None:
     args.emit(SPECS["find_moments"].run(lambda: chain, req), render.moments)
 
 
-class SelectorsArgs(BaseModel):
-    """Which selectors to list."""
-
-    pattern: str | None = Field(None, description="Only names matching this shell pattern, e.g. 'clip*'.",
-                                json_schema_extra={"cli": {"argument": True, "metavar": "[PATTERN]"}})
-
-
-@command("selectors", models=(SelectorsArgs,))
-def selectors_cmd(args: Any) -> None:
-    """List the keyframe selectors: what they read, their options, and the package they come from."""
-    from sevila_tools.plugins import selectors
-
-    rows = {i.name: {"description": i.description, "source": i.source, **i.metadata}
-            for i in selectors.infos(args.config().pattern)}
-    args.emit(rows, render.selectors)
-
-
+config_command("selectors", "sevila_tools.plugins:PluginQuery", "sevila_tools.plugins:describe_selectors",
+               "List the keyframe selectors: what they read, their options, and the package they come from.",
+               render.selectors)
 config_command("convert", "sevila_tools.loading:ConvertConfig", "sevila_tools.loading:run_convert",
                "Write a self-contained model folder (safetensors + configs + tokenizer) that loads offline.",
                render.converted, exclude=frozenset({"device", "decoder"}), status="building the model ...")
@@ -158,25 +142,18 @@ config_command("mcp", "sevila_tools.agents.serve:McpConfig", "sevila_tools.agent
 config_command("web", "sevila_tools.web.serve:WebConfig", "sevila_tools.web.serve:run_web",
                "Serve a browser page: upload a video, ask, see keyframes, scores and the answer.", json=False)
 
-_TRAIN = "sevila_tools.training.runconfig:{}RunConfig"
-_STAGE, _NO_LABELS = "sevila_tools.training.run:run_train", frozenset({"labels"})
+_TRAIN, _STAGE = "sevila_tools.training.runconfig:{}RunConfig", "sevila_tools.training.run:run_train"
+_TRAINING = {"config_file": True, "quiet": True}
 config_command("pseudo-label", _TRAIN.format("PseudoLabel"), "sevila_tools.training.run:run_pseudo_label",
-               "Reverse chain: the frozen Answerer's yes/no label for random frames of every question. A frame is "
-               "'yes' when the Answerer, reading it alone, picks the gold option; one label set per refinement "
-               "epoch (--epochs). Writes OUT/pseudo_labels.jsonl and summary.json.", render.pseudo_labels,
-               config_file=True, quiet=True)
+               "Reverse chain: the frozen Answerer's yes/no label for random frames of every question, one set per "
+               "refinement epoch (OUT/pseudo_labels.jsonl).", render.pseudo_labels, **_TRAINING)
 config_command("refine", _TRAIN.format("Refine"), _STAGE, "Reverse chain: train the Localizer on the frozen "
-               "Answerer's pseudo-labels. It starts from BLIP-2's Q-Former (init=base, official) whatever Answerer "
-               "is loaded; recipe refine-DATASET.", render.train, config_file=True, quiet=True)
+               "Answerer's pseudo-labels, from BLIP-2's Q-Former (init=base).", render.train, **_TRAINING)
 config_command("finetune", _TRAIN.format("Finetune"), _STAGE, "Forward chain: fine-tune the Answerer on the frozen "
-               "Localizer's keyframes. Recipe finetune-DATASET.", render.train, config_file=True, quiet=True,
-               exclude=_NO_LABELS)
+               "Localizer's keyframes.", render.train, exclude=frozenset({"labels"}), **_TRAINING)
 config_command("pretrain-localizer", _TRAIN.format("Pretrain"), _STAGE, "Pre-train the Localizer on span "
-               "annotations (QVHighlights). A frame is 'yes' iff its time lies in a relevant window; recipe "
-               "pretrain-qvhighlights.", render.train, config_file=True, quiet=True, exclude=_NO_LABELS)
+               "annotations (QVHighlights): a frame is 'yes' inside a relevant window.", render.train,
+               exclude=frozenset({"labels"}), **_TRAINING)
 config_command("self-refine", _TRAIN.format("SelfRefine"), "sevila_tools.training.run:run_self_refine",
-               "The paper's training loop: pre-train, then pseudo-label, refine and fine-tune. Pre-training runs "
-               "with --pretrain-annotations; each iteration labels with the current Answerer, refines the "
-               "Localizer, then fine-tunes the Answerer on its keyframes (--order readme: fine-tune first). "
-               "Settings apply to every stage, STAGE.KEY=VALUE to one (pretrain, finetune, refine).",
-               render.self_refine, config_file=True, quiet=True)
+               "The paper's training loop: pre-train, then per iteration pseudo-label, refine, fine-tune. "
+               "STAGE.KEY=VALUE sets one stage (pretrain, refine, finetune).", render.self_refine, **_TRAINING)

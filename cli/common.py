@@ -1,4 +1,4 @@
-"""Shared CLI plumbing: consoles, the one error path (:func:`guarded`), JSON output, logging, runtime loading.
+"""Shared CLI plumbing: readable help, consoles, the one error path (:func:`guarded`), JSON output, logging.
 
 A user error prints ``error: <one line>`` on stderr and exits non-zero; ``--debug`` (or ``SEVILA_DEBUG=1``) shows
 the traceback instead. Ctrl-C prints ``interrupted`` (with the ``--resume`` hint on commands that resume).
@@ -19,9 +19,10 @@ from pydantic import BaseModel
 from rich.console import Console
 from rich.markup import escape
 
-from sevila_tools.errors import OFFLINE_HINT, ModelLoadError, SevilaError, error_line
+from sevila_tools.errors import OFFLINE_HINT, ModelLoadError, error_line, exit_code
 
 F = TypeVar("F", bound=Callable[..., Any])
+
 
 def _readable_help() -> None:
     """Usage lines read ``VIDEO QUESTION`` (optional ones in brackets), an argument with a metavar shows no
@@ -72,52 +73,34 @@ def setup_logging() -> None:
     """Route the library's log records to the terminal handler once per process."""
     log = logging.getLogger("sevila_tools")
     if not any(isinstance(h, _TerminalLog) for h in log.handlers):
-        handler = _TerminalLog(logging.WARNING)
-        log.addHandler(handler)
+        log.addHandler(_TerminalLog(logging.WARNING))
 
 
-def exit_code(exc: BaseException) -> int:
-    """``SevilaError.exit_code``; 2 for invalid settings; 1 otherwise."""
-    from pydantic import ValidationError
+def guarded(func: F, names: Mapping[str, str], resumable: bool) -> F:
+    """``func`` with the one error path: an ``error:`` line (with the offline hint after a model that cannot
+    load) and the error's exit code, or the traceback with ``--debug``; ``names`` maps config fields to their
+    flags in error lines; ``resumable`` adds the ``--resume`` hint to Ctrl-C."""
 
-    if isinstance(exc, SevilaError):
-        return exc.exit_code
-    return 2 if isinstance(exc, ValidationError) else 1
-
-
-def report(exc: BaseException, names: Mapping[str, str] | None = None) -> None:
-    """Print the one ``error:`` line of ``exc`` (with the offline hint after a model that cannot load)."""
-    text = error_line(exc, names)
-    if isinstance(exc, ModelLoadError) and "offline" in text and "tiny-random" not in text:
-        text += OFFLINE_HINT
-    err_console.print(f"[red]error:[/red] {escape(text)}", highlight=False, soft_wrap=True)
-
-
-def guarded(fn: F | None = None, *, names: Mapping[str, str] | None = None, resumable: bool = False) -> Any:
-    """Decorator for command functions: one error line + exit code (traceback with ``--debug``); ``names`` maps
-    config fields to their flags in error lines; ``resumable`` adds the ``--resume`` hint to Ctrl-C."""
-
-    def wrap(func: F) -> F:
-        @functools.wraps(func)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            setup_logging()
-            try:
-                return func(*args, **kwargs)
-            except (typer.Exit, typer.Abort, SystemExit):
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        setup_logging()
+        try:
+            return func(*args, **kwargs)
+        except KeyboardInterrupt:
+            err_console.print("interrupted" + (": rerun with --resume to continue" if resumable else ""), highlight=False)
+            raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the point of this wrapper
+            if STATE.debug:
                 raise
-            except KeyboardInterrupt:
-                hint = ": rerun with --resume to continue" if resumable or "resume" in kwargs else ""
-                err_console.print(f"interrupted{hint}", highlight=False)
-                raise typer.Exit(130) from None
-            except Exception as exc:  # noqa: BLE001 - the point of this wrapper
-                if STATE.debug:
-                    raise
-                report(exc, names)
-                raise typer.Exit(exit_code(exc)) from None
+            text = error_line(exc, names)
+            if isinstance(exc, ModelLoadError) and "offline" in text and "tiny-random" not in text:
+                text += OFFLINE_HINT
+            err_console.print(f"[red]error:[/red] {escape(text)}", highlight=False, soft_wrap=True)
+            raise typer.Exit(exit_code(exc)) from None
 
-        return wrapper  # type: ignore[return-value]
-
-    return wrap(fn) if fn is not None else wrap
+    return wrapper  # type: ignore[return-value]
 
 
 def print_json(obj: BaseModel | dict[str, Any] | list[Any]) -> None:

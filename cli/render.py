@@ -94,28 +94,6 @@ def selectors(rows: dict[str, Any]) -> None:
             console.print(f"    {key} (default {opt['default']!r}): {opt['description']}", highlight=False)
 
 
-def _eval_rows(s: Any) -> dict[str, str]:
-    c, cache = s.config, s.cache
-    rate = "-" if s.samples_per_s is None else f"{s.samples_per_s:.2f} samples/s"
-    keys = f", {c.get('keyframes')} keyframes, {c.get('decoding')}, {c.get('answerer')}" if c.get("keyframes") else ""
-    hits = f"{cache.get('hits', 0)} hits, {cache.get('misses', 0)} misses, {cache.get('writes', 0)} written"
-    return {
-        "output": s.predictions_file + (f" (errors: {s.errors_file})" if s.errors_file else ""),
-        "samples": f"{s.samples} selected, {s.runnable} runnable, {s.skipped_missing} skipped (missing video), "
-                   f"{s.resumed} resumed",
-        "this run": f"{s.processed} processed in {s.elapsed_s:.1f} s ({rate}, batch {s.batch_size}, "
-                    f"{s.world_size} process(es))",
-        "records": f"{s.predictions} predictions, {s.errors} errors ({s.errors_this_run} this run)",
-        "feature cache": f"{hits} ({cache.get('dir')})" if cache.get("enabled")
-        else f"off ({cache.get('decoded_videos', 0)} videos decoded)",
-        "model": f"{c.get('model')} / checkpoint {c.get('checkpoint')}",
-        "selector": f"{c.get('selector')} ({c.get('frames')} frames{keys})",
-        "device": f"{c.get('device')}" + (f" ({c.get('gpu')})" if c.get("gpu") else "") + f", precision "
-                  f"{c.get('precision')}",
-        "versions": ", ".join(f"{k} {v}" for k, v in c.get("versions", {}).items() if v),
-    }
-
-
 def eval_summary(s: Any) -> None:
     """What ran, where it went, and the metrics table."""
     from sevila_tools.eval.scorers import metrics_table
@@ -123,7 +101,7 @@ def eval_summary(s: Any) -> None:
     if not s.is_main_process:
         return
     show_notice(s.notice)
-    console.print(key_values(_eval_rows(s), f"sevila eval {s.dataset}"))
+    console.print(key_values(s.overview(), f"sevila eval {s.dataset}"))
     for err in s.first_errors:
         err_console.print(f"error record: {err['qid']}: {err['error']}", highlight=False)
     if s.metrics is not None:
@@ -134,24 +112,10 @@ def eval_summary(s: Any) -> None:
 
 def ablation(result: Any) -> None:
     """The ablation table, its notes, and where the files are."""
-    from sevila_tools.eval.ablate import terminal_rows
+    from sevila_tools.eval.ablate import print_terminal
 
     show_notice(result.notice)
-    header, body = terminal_rows(result, width=80)
-    t = table(f"sevila ablate {result.dataset} ({result.questions} questions)", width=80)
-    for i, col in enumerate(header):
-        t.add_column(col, justify="left" if i == 0 else "right", no_wrap=i == 0)
-    for cells in body:
-        t.add_row(*cells)
-    console.print(t)
-    for i, note in enumerate(dict.fromkeys(result.notes), 1):
-        console.print(f"{i}. {note}", highlight=False)
-    vit, files = result.vit_cache, result.files
-    if vit.get("enabled"):
-        console.print(f"ViT feature cache: {vit.get('hits', 0)} hits, {vit.get('misses', 0)} misses ({vit.get('dir')})",
-                      highlight=False)
-    console.print(f"{result.settings_run} settings run, {result.settings_resumed} resumed; all columns in "
-                  f"{files.get('markdown')} and {files.get('csv')}; plot {files.get('png')}", highlight=False)
+    print_terminal(result, console)
 
 
 def converted(summary: dict[str, Any]) -> None:

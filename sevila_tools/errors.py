@@ -81,6 +81,15 @@ def error_line(exc: BaseException, names: Mapping[str, str] | None = None) -> st
     return text[:500]
 
 
+def exit_code(exc: BaseException) -> int:
+    """The exit status of a command that failed with ``exc``: the error's own, 2 for invalid settings, else 1."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, SevilaError):
+        return exc.exit_code
+    return 2 if isinstance(exc, ValidationError) else 1
+
+
 def require(module: str, extra: str, what: str) -> None:
     """Import ``module`` or raise one :class:`InputError` line naming the extra to install (also from a clone)."""
     import importlib
