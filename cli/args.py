@@ -46,6 +46,7 @@ class Args:
     def __init__(self, command: Command, params: list[Param], ctx: typer.Context, values: dict[str, Any]) -> None:
         self.command, self.params = command, params
         self.json, self.quiet = bool(values.get("json_output")), bool(values.get("quiet"))
+        self.progress = not self.quiet  # progress bars (--quiet silences them; results still print)
         self.raw: dict[str, Any] = {"selector_options": {}} if command.selector_block else {}
         self.given: set[str] = set()
         for key, value in command.defaults.items():
@@ -84,11 +85,6 @@ class Args:
             value = self.raw.get(p.key)
             if p.metavar == "DIR" and isinstance(value, str | Path) and Path(value).is_file():
                 raise InputError(f"{p.flags[0]} is a file, expected a folder: {value}")
-
-    @property
-    def progress(self) -> bool:
-        """Show progress bars (``--quiet`` silences them; results still print)."""
-        return not self.quiet
 
     def config(self, model: Any = None, **fixed: Any) -> Any:
         """Validate the settings into ``model`` (default: the command's first model): one validation."""

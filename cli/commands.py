@@ -6,12 +6,11 @@ equivalent of every command. Imports of the library sit inside the runs, so ``se
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import Any
 
 from sevila_tools.cli import render
-from sevila_tools.cli.common import console, err_console
+from sevila_tools.cli.common import console
 from sevila_tools.cli.generate import Param, command, config_command
 from sevila_tools.errors import InputError
 
@@ -26,7 +25,7 @@ def _chain(args: Any, video: str, selector_options: dict[str, Any] | None = None
 
     mo = args.config(MODEL)
     probe(video, decoder=mo.decoder)
-    with err_console.status(f"loading {mo.model} ...") if not args.json else contextlib.nullcontext():
+    with args.status(f"loading {mo.model} ..."):
         rt = load_runtime(mo.model, mo.checkpoint, device=mo.device, trust_checkpoint=mo.trust_checkpoint)
     return SevilaChain(rt, mo.decoder, selector_options=selector_options)
 
@@ -110,30 +109,12 @@ def score(args: Any) -> None:
         console.print(metrics_table(metrics))
 
 
-@command("eval", models=("sevila_tools.eval.runner:EvalConfig",), config_file=True, quiet=True, selector_block=True)
-def eval_cmd(args: Any) -> None:
-    """Evaluate a dataset: pre-flight, batched predictions streamed to --out, metrics table (or --json)."""
-    from sevila_tools.eval.runner import run_eval
-    from sevila_tools.schemas import DEFAULT_SELECTOR
-
-    cfg = args.config(selector_options=args.selector_options([args.raw.get("selector", DEFAULT_SELECTOR)]))
-    summary = run_eval(cfg, progress=args.progress, console=err_console, on_status=args.say)
-    if summary.is_main_process:
-        args.emit(summary, render.eval_summary)
-
-
-@command("ablate", models=("sevila_tools.eval.ablate:AblationConfig",), config_file=True, quiet=True,
-         selector_block=True)
-def ablate(args: Any) -> None:
-    """Compare keyframe selectors: every selector x FRAMES:KEYFRAMES x answerer setting, one results table."""
-    from sevila_tools.eval.ablate import parse_names, run_ablation
-    from sevila_tools.plugins import selectors
-
-    names = parse_names(args.raw.get("selectors")) or selectors.names()
-    cfg = args.config(selector_options=args.selector_options(names))
-    args.emit(run_ablation(cfg, progress=args.progress, console=err_console, on_status=args.say), render.ablation)
-
-
+config_command("eval", "sevila_tools.eval.runner:EvalConfig", "sevila_tools.eval.runner:run_eval", "Evaluate a "
+               "dataset: pre-flight, batched predictions streamed to --out, metrics table (or --json).",
+               render.eval_summary, config_file=True, quiet=True, selector_block=True)
+config_command("ablate", "sevila_tools.eval.ablate:AblationConfig", "sevila_tools.eval.ablate:run_ablation",
+               "Compare keyframe selectors: every selector x FRAMES:KEYFRAMES x answerer setting, one results "
+               "table.", render.ablation, config_file=True, quiet=True, selector_block=True)
 config_command("bench", "sevila_tools.benchmarks.config:BenchConfig", "sevila_tools.benchmarks.config:run_bench",
                "Time each stage of the pipeline and the whole chain (peak memory), and end-to-end scenarios.",
                render.bench, quiet=True)

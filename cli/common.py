@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+import types
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -50,12 +51,8 @@ console = Console(soft_wrap=not sys.stdout.isatty())
 err_console = Console(stderr=True)
 
 
-class _State:
-    debug: bool = os.environ.get("SEVILA_DEBUG", "") == "1"
-    notice_shown: bool = False
-
-
-STATE = _State()
+#: per process: --debug (or SEVILA_DEBUG=1), and whether this command already showed its random-weights notice
+STATE = types.SimpleNamespace(debug=os.environ.get("SEVILA_DEBUG", "") == "1", notice_shown=False)
 
 
 class _TerminalLog(logging.Handler):

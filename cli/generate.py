@@ -1,10 +1,7 @@
 """Typer commands generated from pydantic configs: one flag per field, ``--config FILE`` and ``KEY=VALUE``.
 
-A command is a :class:`Command`: its config models (imported when the command is built, so ``sevila --help`` stays
-fast), a run taking :class:`~sevila_tools.cli.args.Args`, and options (``--config``, ``-q``, ``--json``). A field's
-help is its ``description``; ``json_schema_extra={"cli": {...}}`` (or :class:`sevila_tools.schemas.CLI`) may add
-``flags``, ``metavar``, ``argument``, ``hidden``, ``envvar``, ``help``, ``plugin``, and on a nested model or a
-``dict`` of another model's settings ``fields`` / ``model``; ``docs/cli.md`` has the rules.
+A :class:`Command` is its config models (imported when it is built, so ``sevila --help`` stays fast), a run taking
+:class:`~sevila_tools.cli.args.Args`, and options; the field metadata it reads is described in ``docs/cli.md``.
 """
 
 from __future__ import annotations
@@ -232,7 +229,8 @@ def config_command(name: str, config: Any, run: Any, help: str, render: Any = No
     """A command that validates ``config`` and prints what ``run(cfg, ...)`` returns, for a library run written
     the house way (``run(cfg, *, progress=True, on_status=None, on_warning=None) -> summary model``; a run that
     takes ``command`` records the command's name); ``config``, ``run`` and ``render`` may be ``"module:name"``
-    strings (imported when the command is used)."""
+    strings (imported when the command is used). With ``selector_block``, the config names the selectors it
+    runs (``selector_names()``)."""
 
     def call(args: Any) -> None:
         fn = resolve(run)
@@ -240,8 +238,11 @@ def config_command(name: str, config: Any, run: Any, help: str, render: Any = No
         accepted = inspect.signature(fn).parameters
         if not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
             offered = {k: v for k, v in offered.items() if k in accepted}
+        cfg = args.config()
+        if COMMANDS[name].selector_block:  # the options given must belong to a selector the run uses
+            cfg = cfg.model_copy(update={"selector_options": args.selector_options(cfg.selector_names())})
         with args.status(COMMANDS[name].status):
-            result = fn(args.config(), **offered)
+            result = fn(cfg, **offered)
         args.emit(result, resolve(render))
 
     call.__doc__ = help

@@ -9,8 +9,7 @@ from pydantic import BaseModel
 from rich.table import Table
 
 from sevila_tools.cli.common import console, err_console, show_notice
-
-LETTERS = "ABCDE"
+from sevila_tools.prompts import LETTERS
 
 
 def table(title: str, *columns: str, **kw: Any) -> Table:
@@ -137,14 +136,16 @@ def bench(report: dict[str, Any]) -> None:
     print_report(report, console)
 
 
+def _grid(title: str, header: list[str], rows: list[list[str]]) -> None:
+    t = table(title, *header)
+    for row in rows:
+        t.add_row(*row)
+    console.print(t)
+
+
 def train(r: Any) -> None:
     """A training run: where its weights are, how far it got, losses, the best epoch, deviations."""
-    rows = r.model_dump(include={"checkpoint", "weights", "complete", "epochs_completed", "steps", "first_loss",
-                                 "last_loss"})
-    rows["epoch losses"] = ", ".join(f"{x:.4f}" for x in r.epoch_losses)
-    rows["best"] = r.best and f"epoch {r.best['epoch'] + 1}: {r.best['metric']} {r.best['value']:.2f}"
-    rows["deviations"] = ", ".join(d["option"] for d in r.deviations) or "none"
-    console.print(key_values(rows, f"sevila {r.task}: {r.out_dir}"))
+    console.print(key_values(r.overview(), f"sevila {r.task}: {r.out_dir}"))
     if not r.complete:
         console.print(f"stopped early: continue with the same command plus --resume (--out {r.out_dir})",
                       highlight=False)
@@ -152,21 +153,12 @@ def train(r: Any) -> None:
 
 def pseudo_labels(r: Any) -> None:
     """Labelled frames and the positive rate per question type."""
-    t = table(f"pseudo-labels: {r.file}", "question type", "records", "frames", "positive rate")
-    for qtype, row in {**(r.model_extra or {}).get("by_qtype", {}), "all": r.model_dump()}.items():
-        t.add_row(qtype, str(row["records"]), str(row["frames"]), f"{row['positive_rate']:.3f}")
-    console.print(t, f"{(r.model_extra or {}).get('records_without_positive')} label sets have no positive frame")
+    _grid(f"pseudo-labels: {r.file}", *r.table())
+    console.print(f"{(r.model_extra or {}).get('records_without_positive')} label sets have no positive frame")
 
 
 def self_refine(r: Any) -> None:
     """One row per iteration: positive rate, losses, validation, weights."""
-    t = table(f"self-refinement ({r.order} order)", "iteration", "positive rate", "refine loss", "finetune loss",
-              "validation", "weights")
-    for it in r.iterations:
-        val, last = it.get("validation"), it.get(it["order"][-1], {})
-        t.add_row(str(it["iteration"]), f"{it.get('pseudo_labels', {}).get('positive_rate', 0):.3f}",
-                  str(it.get("refine", {}).get("last_loss")), str(it.get("finetune", {}).get("last_loss")),
-                  f"{val['metric']} {val['value']:.2f}" if val else "", str(last.get("weights")))
-    console.print(t)
+    _grid(f"self-refinement ({r.order} order)", *r.table())
     if not r.complete:
         console.print("stopped early: continue with the same command plus --resume", highlight=False)

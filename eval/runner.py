@@ -124,6 +124,10 @@ class EvalConfig(RunOptions):
     def spec(self) -> DatasetSpec:
         return get_dataset(self.dataset)
 
+    def selector_names(self) -> list[str]:
+        """The selectors this run uses (the selector options given are checked against them)."""
+        return [self.selector]
+
     @property
     def num_frames(self) -> int:
         """Candidate frames per video (the dataset's default when ``frames`` is unset)."""

@@ -42,6 +42,12 @@ class PseudoLabelSummary(BaseModel):
     positive_rate: float = Field(description="Share of frames labelled yes.")
     epochs: int = Field(description="Label sets per question (one per refinement epoch).")
 
+    def table(self) -> tuple[list[str], list[list[str]]]:
+        """Header and rows of the terminal table: records, frames and positive rate per question type, then all."""
+        by_type = {**(self.model_extra or {}).get("by_qtype", {}), "all": self.model_dump()}
+        return ["question type", "records", "frames", "positive rate"], [
+            [q, str(r["records"]), str(r["frames"]), f"{r['positive_rate']:.3f}"] for q, r in by_type.items()]
+
 
 class SelfRefineResult(BaseModel):
     """What ``sevila self-refine`` did, one record per iteration."""
@@ -55,6 +61,16 @@ class SelfRefineResult(BaseModel):
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON."""
         return self.model_dump(mode="json")
+
+    def table(self) -> tuple[list[str], list[list[str]]]:
+        """Header and rows of the terminal table: one row per iteration."""
+        rows = []
+        for it in self.iterations:
+            val, last = it.get("validation"), it.get(it["order"][-1], {})
+            rows.append([str(it["iteration"]), f"{it.get('pseudo_labels', {}).get('positive_rate', 0):.3f}",
+                         str(it.get("refine", {}).get("last_loss")), str(it.get("finetune", {}).get("last_loss")),
+                         f"{val['metric']} {val['value']:.2f}" if val else "", str(last.get("weights"))])
+        return ["iteration", "positive rate", "refine loss", "finetune loss", "validation", "weights"], rows
 
 
 def missing_hint(cfg: TrainData, missing: int, total: int, videos: Path | None) -> str:
