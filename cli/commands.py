@@ -35,7 +35,6 @@ def _chain(args: Any, video: str, selector_options: dict[str, Any] | None = None
 def localize(args: Any) -> None:
     """Score sampled frames and keep the top keyframes; with --option also answer."""
     from sevila_tools.agents.toolset import SPECS
-    from sevila_tools.plugins import selectors
     from sevila_tools.schemas import LocalizeRequest, VideoQuestionRequest
 
     answers = bool(args.raw.get("options"))
@@ -44,7 +43,6 @@ def localize(args: Any) -> None:
     if not answers and args.given & {"decoding", "answerer"}:
         raise InputError("--decoding and --answerer need answer options (--option)")
     req = args.config(VideoQuestionRequest if answers else LocalizeRequest)
-    selectors[req.selector]
     chain = _chain(args, req.video, args.selector_options([req.selector]))
     result = SPECS["answer_video_question" if answers else "localize_keyframes"].run(lambda: chain, req)
     if args.raw.get("plot"):

@@ -57,7 +57,6 @@ class Param:
     help: str = ""
     metavar: str | None = None
     argument: bool = False
-    hidden: bool = False
     envvar: str | None = None
     many: bool = False  # repeatable option -> list
     pairs: bool = False  # KEY=VALUE items -> dict
@@ -76,8 +75,7 @@ class Param:
             spec = typer.Argument(metavar=self.metavar, help=self.help, show_default=False)
             return Annotated[kind if self.required else kind | None, spec]
         spec = typer.Option(*self.flags, help=self.help, metavar=None if self.kind is bool else self.metavar,
-                            envvar=self.envvar, hidden=self.hidden,
-                            show_default=self.default not in (None, [], {}, "") and not self.many)
+                            envvar=self.envvar, show_default=self.default not in (None, [], {}, "") and not self.many)
         return Annotated[kind | None, spec]
 
 
@@ -103,8 +101,7 @@ def field_param(key: str, name: str, info: Any, meta: dict[str, Any], help_text:
         from sevila_tools.plugins import registry
 
         text += " " + registry(meta.get("plugin") or PLUGIN_FIELDS[name]).help("One of: ")
-    p = Param(key, flags, help=text, argument=bool(meta.get("argument")), hidden=bool(meta.get("hidden")),
-              envvar=meta.get("envvar"), required=info.is_required(),
+    p = Param(key, flags, help=text, argument=bool(meta.get("argument")), envvar=meta.get("envvar"), required=info.is_required(),
               default=None if info.is_required() else info.get_default(call_default_factory=True))
     if ann is bool:
         p.kind = bool

@@ -97,8 +97,6 @@ def eval_summary(s: Any) -> None:
     """What ran, where it went, and the metrics table."""
     from sevila_tools.eval.scorers import metrics_table
 
-    if not s.is_main_process:
-        return
     show_notice(s.notice)
     console.print(key_values(s.overview(), f"sevila eval {s.dataset}"))
     for err in s.first_errors:
