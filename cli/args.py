@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import json
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -13,7 +15,7 @@ import typer
 from pydantic import BaseModel
 from rich.markup import escape
 
-from sevila_tools.cli.common import console, err_console, guarded, print_json
+from sevila_tools.cli.common import console, err_console, guarded
 from sevila_tools.cli.generate import Command, Param, resolve, takes_settings
 from sevila_tools.errors import InputError
 from sevila_tools.schemas import parse_pairs, read_settings
@@ -117,18 +119,19 @@ class Args:
         err_console.print(f"[yellow]warning:[/yellow] {escape(msg)}", highlight=False, soft_wrap=True)
 
     def emit(self, result: Any, render: Callable[[Any], None] | None = None) -> None:
-        """The result, by the first process only: one JSON object with ``--json``, else ``render(result)`` (a
-        key/value table by default)."""
+        """The result, by the first process only: one JSON object on stdout with ``--json``, else
+        ``render(result)`` (a key/value table by default)."""
         if os.environ.get("RANK", "0") != "0":
             return
         if self.json or render is None and not isinstance(result, BaseModel | dict):
-            print_json(result)
+            data = result.model_dump(mode="json") if isinstance(result, BaseModel) else result
+            sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
         elif render is not None:
             render(result)
         else:
             from sevila_tools.cli.render import key_values
 
-            console.print(key_values(result, self.command.name))
+            console.print(key_values(result, f"sevila {self.command.name}"))
 
 
 def flag_names(params: list[Param]) -> dict[str, str]:

@@ -1,8 +1,5 @@
-"""The ``sevila`` commands: each one is its config models plus a short run that calls the library and prints.
-
-Flags, help and checks come from the configs (:mod:`sevila_tools.cli.generate`); ``docs/cli.md`` shows the Python
-equivalent of every command. Imports of the library sit inside the runs, so ``sevila --help`` stays fast.
-"""
+"""The ``sevila`` commands: config models plus a library run each (flags, help and checks come from the configs,
+:mod:`sevila_tools.cli.generate`); ``docs/cli.md`` shows the Python equivalent of every command."""
 
 from __future__ import annotations
 
@@ -86,8 +83,7 @@ config_command("convert", "sevila_tools.loading:ConvertConfig", "sevila_tools.lo
                render.converted, exclude=frozenset({"device", "decoder"}), status="building the model ...")
 config_command("info", "sevila_tools.loading:InfoConfig", "sevila_tools.loading:run_info", "Versions and device; "
                "with a model that loads: where each part comes from, precision and token ids.",
-               lambda d: console.print(render.key_values(d, "sevila info")), exclude=frozenset({"decoder"}),
-               status="loading the model ...")
+               exclude=frozenset({"decoder"}), status="loading the model ...")
 config_command("demo", "sevila_tools.demo:DemoConfig", "sevila_tools.demo:run_demo",
                "Generate a synthetic clip and run the forward chain on it (the `make demo` job).", render.demo)
 

@@ -7,7 +7,6 @@ the traceback instead. Ctrl-C prints ``interrupted`` (with the ``--resume`` hint
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 import sys
@@ -16,7 +15,6 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import typer
-from pydantic import BaseModel
 from rich.console import Console
 from rich.markup import escape
 
@@ -100,13 +98,6 @@ def guarded(func: F, names: Mapping[str, str], resumable: bool) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def print_json(obj: BaseModel | dict[str, Any] | list[Any]) -> None:
-    """Print one JSON object on stdout (machine output)."""
-    data = obj.model_dump(mode="json") if isinstance(obj, BaseModel) else obj
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
-    sys.stdout.flush()
-
-
 def show_notice(text: str | None) -> None:
     """Print a result's notice (e.g. random weights) unless this command already showed it."""
     if text and not STATE.notice_shown:
@@ -114,4 +105,4 @@ def show_notice(text: str | None) -> None:
         STATE.notice_shown = True
 
 
-__all__ = ["STATE", "console", "err_console", "guarded", "print_json", "show_notice"]
+__all__ = ["STATE", "console", "err_console", "guarded", "show_notice"]
