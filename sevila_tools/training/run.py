@@ -64,11 +64,14 @@ class SelfRefineResult(BaseModel):
 
     def table(self) -> tuple[list[str], list[list[str]]]:
         """Header and rows of the terminal table: one row per iteration."""
+        def loss(part: dict[str, Any]) -> str:
+            return "-" if part.get("last_loss") is None else f"{part['last_loss']:.4f}"
+
         rows = []
         for it in self.iterations:
             val, last = it.get("validation"), it.get(it["order"][-1], {})
             rows.append([str(it["iteration"]), f"{it.get('pseudo_labels', {}).get('positive_rate', 0):.3f}",
-                         str(it.get("refine", {}).get("last_loss")), str(it.get("finetune", {}).get("last_loss")),
+                         loss(it.get("refine", {})), loss(it.get("finetune", {})),
                          f"{val['metric']} {val['value']:.2f}" if val else "", str(last.get("weights"))])
         return ["iteration", "positive rate", "refine loss", "finetune loss", "validation", "weights"], rows
 
@@ -204,6 +207,8 @@ class TrainRun(_Run):
         stage = self.stage_config(cfg.task, cfg.dataset)
         if cfg.labels is not None and not get_task(cfg.task).takes_labels:
             raise InputError(f"the {cfg.task} task does not read a labels file (--labels)")
+        if cfg.labels is not None and not cfg.labels.is_file():
+            raise InputError(f"labels file not found: {cfg.labels}")
         self.check_out(CHECKPOINT_NAME)
         needs = get_task(cfg.task).needs_answer
         samples, report = self.samples(cfg.annotations, needs, cfg.limit)
