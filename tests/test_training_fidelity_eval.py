@@ -48,7 +48,7 @@ def test_oracle_answers_4_uniform_frames_and_reports_avg_acc(data, tmp_path):
     assert res["metrics"]["single_frame"]["avg_acc"] == float(f"{100 * correct / pairs:.2f}")
     assert single_frame_accuracy([{"answer": 1, "frame_predictions": [1, 0, 1, 2]}])["avg_acc"] == 50.0
     other = json.loads(cli("eval", "-d", "nextqa", "--annotations", str(data / "ann.json"), "--videos",
-                           str(data / "videos"), *TINY, "-s", "oracle", "--frames", "8", "-O", "oracle_frames=0",
+                           str(data / "videos"), *TINY, "-s", "oracle", "--frames", "8", "--selector-option", "oracle_frames=0",
                            "--out", str(tmp_path / "o8"), "--no-cache", "--json").stdout)
     assert other["config"]["frames_decoded_per_video"] == 8
 
