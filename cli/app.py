@@ -1,8 +1,7 @@
 """The ``sevila`` command line.
 
-Generated commands (:mod:`sevila_tools.cli.commands`, :mod:`sevila_tools.cli.servers`) are built when first used,
-so ``sevila --help`` imports no model code; hand-written groups live in ``cli/cmd_*.py`` modules exposing
-``register(app)``, found automatically.
+Generated commands (:mod:`sevila_tools.cli.commands`) are built when first used, so ``sevila --help`` imports no
+model code; a ``cli/cmd_*.py`` module may add its own with ``register(app)`` and is found automatically.
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ from sevila_tools.cli.generate import COMMANDS
 
 
 class _Commands(MutableMapping[str, Any]):
-    """Click commands by name: the hand-written ones, then the generated ones, each built on first access."""
+    """Click commands by name: the generated ones (each built on first access), then the hand-written ones."""
 
     def __init__(self, eager: dict[str, Any]) -> None:
         self._eager = dict(eager)
@@ -48,7 +47,7 @@ class _Commands(MutableMapping[str, Any]):
 
 
 class SevilaGroup(TyperGroup):
-    """The root group: generated commands are listed from their docstrings and built when called."""
+    """The root group: generated commands are listed by the first sentence of their help, built when called."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -58,25 +57,15 @@ class SevilaGroup(TyperGroup):
         return list(self.commands)
 
     def format_commands(self, ctx: Any, formatter: Any) -> None:
-        rows = []
-        for name in self.list_commands(ctx):
-            if name in COMMANDS:
-                rows.append((name, COMMANDS[name].help.split("\n")[0].split(". ")[0].rstrip(".")))
-            elif not self.commands[name].hidden:
-                rows.append((name, self.commands[name].get_short_help_str(200)))
+        rows = [(n, COMMANDS[n].help.split("\n")[0].split(". ")[0].rstrip(".") if n in COMMANDS
+                 else self.commands[n].get_short_help_str(200)) for n in self.list_commands(ctx)
+                if n in COMMANDS or not self.commands[n].hidden]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
 
-app = typer.Typer(
-    name="sevila",
-    cls=SevilaGroup,
-    help="SeViLA keyframe localization and video question answering.",
-    rich_markup_mode=None,
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+app = typer.Typer(name="sevila", cls=SevilaGroup, help="SeViLA keyframe localization and video question answering.",
+                  rich_markup_mode=None, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
 
 def _version(value: bool) -> None:
@@ -90,26 +79,17 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
-    version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
-    ] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
 ) -> None:
     """SeViLA: Localizer -> Answerer on BLIP-2, as tools, CLI and agent integrations."""
     STATE.notice_shown = False  # once per command
-    if debug:
-        STATE.debug = True
+    STATE.debug = STATE.debug or debug
 
 
-def _register_modules() -> None:
-    """Every ``cli/cmd_*.py`` module adds its commands with ``register(app)``."""
-    for info in pkgutil.iter_modules(sys.modules[__package__].__path__):
-        if info.name.startswith("cmd_"):
-            module = importlib.import_module(f"{__package__}.{info.name}")
-            if hasattr(module, "register"):
-                module.register(app)
-
-
-_register_modules()
+for _info in pkgutil.iter_modules(sys.modules[__package__].__path__):
+    if _info.name.startswith("cmd_"):
+        importlib.import_module(f"{__package__}.{_info.name}").register(app)
 
 
 def main() -> None:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import json
+import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -11,8 +15,10 @@ import typer
 from pydantic import BaseModel
 from rich.markup import escape
 
-from sevila_tools.cli.common import console, err_console, guarded, print_json
-from sevila_tools.cli.generate import Command, Param, parse_pairs, resolve, set_path
+from sevila_tools.cli.common import console, err_console, guarded
+from sevila_tools.cli.generate import Command, Param, resolve, takes_settings
+from sevila_tools.errors import InputError
+from sevila_tools.schemas import parse_pairs, read_settings
 
 _KW = inspect.Parameter.KEYWORD_ONLY
 _GIVEN = ("COMMANDLINE", "ENVIRONMENT")  # click's ParameterSource names (Typer ships its own click)
@@ -27,21 +33,12 @@ def _merge(into: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     return into
 
 
-def _config_file(path: Path) -> dict[str, Any]:
-    """A YAML or JSON mapping of settings (one-line errors for a missing or malformed file)."""
-    import yaml
-
-    from sevila_tools.errors import InputError
-
-    if not path.is_file():
-        raise InputError(f"--config file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise InputError(f"--config {path} is not valid YAML: {' '.join(str(exc).split())}") from None
-    if not isinstance(data, dict):
-        raise InputError(f"--config {path} must hold a mapping of settings (key: value)")
-    return data
+def set_path(raw: dict[str, Any], key: str, value: Any) -> None:
+    """``raw["a"]["b"] = value`` for ``key="a.b"`` (dicts created on the way)."""
+    *parents, last = key.split(".")
+    for part in parents:
+        raw = raw.setdefault(part, {})
+    raw[last] = value
 
 
 class Args:
@@ -50,17 +47,17 @@ class Args:
 
     def __init__(self, command: Command, params: list[Param], ctx: typer.Context, values: dict[str, Any]) -> None:
         self.command, self.params = command, params
-        self.json: bool = bool(values.get("json_output"))
-        self.quiet: bool = bool(values.get("quiet"))
+        self.json, self.quiet = bool(values.get("json_output")), bool(values.get("quiet"))
+        self.progress = not self.quiet  # progress bars (--quiet silences them; results still print)
         self.raw: dict[str, Any] = {"selector_options": {}} if command.selector_block else {}
         self.given: set[str] = set()
+        for key, value in command.defaults.items():
+            set_path(self.raw, key, value)
         for p in params:
-            if p.key in command.defaults:
-                set_path(self.raw, p.key, command.defaults[p.key])
             if p.key.startswith("selector_options.") and p.default is not None:
                 set_path(self.raw, p.key, p.default)  # a selector flag's command-line default
         if values.get("config_file") is not None:
-            _merge(self.raw, _config_file(values["config_file"]))
+            _merge(self.raw, read_settings(values["config_file"]))
         for p in params:
             value = values.get(p.ident)
             if value is None or (p.many and not value) or getattr(ctx.get_parameter_source(p.ident), "name", "") not in _GIVEN:
@@ -70,22 +67,20 @@ class Args:
                 _merge(self.raw, {p.key: parse_pairs(value, p.flags[0])})
             else:
                 set_path(self.raw, p.key, list(value) if p.many else value)
-        for key, value in parse_pairs(values.get("overrides") or [], "an override").items():
+        for key, value in parse_pairs([*(values.get("sets") or []), *(values.get("overrides") or [])]).items():
             self.given.add(key)
             set_path(self.raw, key, value)
         self.option_keys = {k.partition(".")[2] for k in self.given if k.startswith("selector_options.")}
         if "selector_options" in self.given:
-            self.option_keys |= set(parse_pairs(values.get("p_selector_options") or [], "--selector-option"))
+            self.option_keys |= set(parse_pairs(values.get("p_selector_options"), "--selector-option"))
         self._check_keys()
 
     def _check_keys(self) -> None:
-        """Refuse settings no model of the command has, and ``--out``-like folders that are files."""
-        from sevila_tools.errors import InputError
-
-        known = {p.key.split(".")[0] for p in self.params}
-        known |= {name for model in map(resolve, self.command.models) for name in model.model_fields}
+        """Refuse settings no model of the command takes, and ``--out``-like folders that are files."""
+        models = list(map(resolve, self.command.models))
+        known = {p.key.split(".")[0] for p in self.params} | {name for m in models for name in m.model_fields}
         unknown = sorted(set(self.raw) - known)
-        if unknown:
+        if unknown and not any(map(takes_settings, models)):
             raise InputError(f"unknown setting {unknown[0]!r} for sevila {self.command.name}; settings: "
                              f"{', '.join(sorted(known))}")
         for p in self.params:
@@ -93,16 +88,12 @@ class Args:
             if p.metavar == "DIR" and isinstance(value, str | Path) and Path(value).is_file():
                 raise InputError(f"{p.flags[0]} is a file, expected a folder: {value}")
 
-    @property
-    def progress(self) -> bool:
-        """Show progress bars (``--quiet`` silences them; results still print)."""
-        return not self.quiet
-
     def config(self, model: Any = None, **fixed: Any) -> Any:
         """Validate the settings into ``model`` (default: the command's first model): one validation."""
         model = resolve(model or self.command.models[0])
-        known = set(model.model_fields)
-        return model.model_validate({**{k: v for k, v in self.raw.items() if k in known}, **fixed})
+        keep = takes_settings(model)
+        return model.model_validate({**{k: v for k, v in self.raw.items() if keep or k in model.model_fields},
+                                     **fixed})
 
     def selector_options(self, selectors: list[str]) -> dict[str, Any]:
         """The merged selector options, after checking that one of ``selectors`` declares each key the user gave."""
@@ -114,6 +105,10 @@ class Args:
             opts.setdefault("trust_checkpoint", True)  # --trust-checkpoint covers the selectors' checkpoints too
         return opts
 
+    def status(self, text: str | None) -> Any:
+        """A spinner on stderr while a block runs (none with ``--json``, ``--quiet`` or no ``text``)."""
+        return err_console.status(text) if text and not (self.json or self.quiet) else contextlib.nullcontext()
+
     def say(self, msg: str) -> None:
         """A status line on stderr (silenced by ``--quiet``)."""
         if not self.quiet:
@@ -124,36 +119,45 @@ class Args:
         err_console.print(f"[yellow]warning:[/yellow] {escape(msg)}", highlight=False, soft_wrap=True)
 
     def emit(self, result: Any, render: Callable[[Any], None] | None = None) -> None:
-        """The result: one JSON object with ``--json``, else ``render(result)`` (a key/value table by default)."""
+        """The result, by the first process only: one JSON object on stdout with ``--json``, else
+        ``render(result)`` (a key/value table by default)."""
+        if os.environ.get("RANK", "0") != "0":
+            return
         if self.json or render is None and not isinstance(result, BaseModel | dict):
-            print_json(result)
+            data = result.model_dump(mode="json") if isinstance(result, BaseModel) else result
+            sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
         elif render is not None:
             render(result)
         else:
             from sevila_tools.cli.render import key_values
 
-            console.print(key_values(result, self.command.name))
+            console.print(key_values(result, f"sevila {self.command.name}"))
 
 
 def flag_names(params: list[Param]) -> dict[str, str]:
     """Config field -> what the user typed for it (``num_frames`` -> ``--frames``), for error lines."""
-    return {p.key: (p.metavar or p.key) if p.argument else max(p.flags[0].split("/"), key=len) for p in params}
+    return {p.key: (p.metavar or p.key) if p.argument else p.flags[0].split("/")[0] for p in params}
+
+
+def _option(name: str, default: Any, kind: Any, *spec: Any, argument: bool = False, **kw: Any) -> inspect.Parameter:
+    make = typer.Argument if argument else typer.Option
+    return inspect.Parameter(name, _KW, default=default, annotation=Annotated[kind, make(*spec, **kw)])
 
 
 def _extras(command: Command) -> list[inspect.Parameter]:
     out = []
     if command.config_file:
-        out.append(inspect.Parameter("config_file", _KW, default=None, annotation=Annotated[Path | None, typer.Option(
-            "--config", metavar="FILE", help="YAML or JSON file of settings (flags and KEY=VALUE win).")]))
-        out.append(inspect.Parameter("overrides", _KW, default=None, annotation=Annotated[list[str] | None, typer.Argument(
-            metavar="[KEY=VALUE]...", help="Settings by name, e.g. limit=16 or span.span_threshold=4.",
-            show_default=False)]))
+        out += [_option("config_file", None, Path | None, "--config", metavar="FILE",
+                        help="YAML or JSON file of settings (flags and KEY=VALUE win)."),
+                _option("sets", None, list[str] | None, "--set", metavar="KEY=VALUE",
+                        help="A setting, as a KEY=VALUE argument gives it (repeat)."),
+                _option("overrides", None, list[str] | None, argument=True, metavar="[KEY=VALUE]...",
+                        show_default=False, help="Settings by field name, e.g. limit=16 (nested: a.b=VALUE).")]
     if command.quiet:
-        out.append(inspect.Parameter("quiet", _KW, default=False, annotation=Annotated[bool, typer.Option(
-            "--quiet", "-q", help="No progress bars or status lines (results and errors still print).")]))
+        out.append(_option("quiet", False, bool, "--quiet", "-q",
+                           help="No progress bars or status lines (results and errors still print)."))
     if command.json:
-        out.append(inspect.Parameter("json_output", _KW, default=False, annotation=Annotated[bool, typer.Option(
-            "--json", help="Print one JSON object instead of tables.")]))
+        out.append(_option("json_output", False, bool, "--json", help="Print one JSON object instead of tables."))
     return out
 
 
@@ -170,8 +174,7 @@ def build(command: Command) -> Callable[..., None]:
     run.__signature__ = inspect.Signature(sig + _extras(command))  # type: ignore[attr-defined]
     run.__doc__ = command.help
     run.__name__ = command.name.replace("-", "_")
-    resumable = any(p.key == "resume" for p in params)
-    return guarded(run, names=flag_names(params), resumable=resumable)
+    return guarded(run, names=flag_names(params), resumable=any(p.key == "resume" for p in params))
 
 
 def typer_app(command: Command) -> typer.Typer:
@@ -186,4 +189,4 @@ def click_command(command: Command) -> Any:
     return typer.main.get_command(typer_app(command))
 
 
-__all__ = ["Args", "build", "click_command", "flag_names", "typer_app"]
+__all__ = ["Args", "build", "click_command", "flag_names", "set_path", "typer_app"]

@@ -1,34 +1,29 @@
-"""The ``sevila`` commands: each one is its config models plus a short run that calls the library and prints.
-
-Flags, help and checks come from the configs (:mod:`sevila_tools.cli.generate`); ``docs/cli.md`` shows the Python
-equivalent of every command. Imports of the library sit inside the runs, so ``sevila --help`` stays fast.
-"""
+"""The ``sevila`` commands: config models plus a library run each (flags, help and checks come from the configs,
+:mod:`sevila_tools.cli.generate`); ``docs/cli.md`` shows the Python equivalent of every command."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
-
 from sevila_tools.cli import render
-from sevila_tools.cli.common import check_video, console, err_console, load_runtime_cli
+from sevila_tools.cli.common import console
 from sevila_tools.cli.generate import Param, command, config_command
 from sevila_tools.errors import InputError
 
 MODEL = "sevila_tools.schemas:ModelOptions"
 
 
-def _cli(**meta: Any) -> dict[str, Any]:
-    return {"cli": meta}
-
-
-def _chain(args: Any, selector_options: dict[str, Any] | None = None) -> Any:
-    """The forward chain on the model the flags name (a status line while it loads)."""
+def _chain(args: Any, video: str, selector_options: dict[str, Any] | None = None) -> Any:
+    """Check that ``video`` decodes, then the forward chain on the model the flags name (a spinner while it loads)."""
     from sevila_tools.chain import SevilaChain
+    from sevila_tools.loading import load_runtime
+    from sevila_tools.video import probe
 
     mo = args.config(MODEL)
-    rt = load_runtime_cli(mo.model, mo.checkpoint, mo.device, mo.trust_checkpoint, quiet=args.json, note=False)
+    probe(video, decoder=mo.decoder)
+    with args.status(f"loading {mo.model} ..."):
+        rt = load_runtime(mo.model, mo.checkpoint, device=mo.device, trust_checkpoint=mo.trust_checkpoint)
     return SevilaChain(rt, mo.decoder, selector_options=selector_options)
 
 
@@ -37,7 +32,6 @@ def _chain(args: Any, selector_options: dict[str, Any] | None = None) -> Any:
 def localize(args: Any) -> None:
     """Score sampled frames and keep the top keyframes; with --option also answer."""
     from sevila_tools.agents.toolset import SPECS
-    from sevila_tools.plugins import selectors
     from sevila_tools.schemas import LocalizeRequest, VideoQuestionRequest
 
     answers = bool(args.raw.get("options"))
@@ -46,9 +40,7 @@ def localize(args: Any) -> None:
     if not answers and args.given & {"decoding", "answerer"}:
         raise InputError("--decoding and --answerer need answer options (--option)")
     req = args.config(VideoQuestionRequest if answers else LocalizeRequest)
-    selectors[req.selector]
-    check_video(req.video, args.config(MODEL).decoder)
-    chain = _chain(args, args.selector_options([req.selector]))
+    chain = _chain(args, req.video, args.selector_options([req.selector]))
     result = SPECS["answer_video_question" if answers else "localize_keyframes"].run(lambda: chain, req)
     if args.raw.get("plot"):
         from sevila_tools.plotting import plot_localization
@@ -70,89 +62,28 @@ def answer(args: Any) -> None:
         req.end is not None and t > req.end)]
     if outside:
         raise InputError(f"--at {outside[0]} is outside the window --start {req.start} --end {req.end}")
-    check_video(req.video, args.config(MODEL).decoder)
-    args.emit(_chain(args).answerer(req), render.answer)
+    args.emit(_chain(args, req.video).answerer(req), render.answer)
 
 
 @command("moments", models=("sevila_tools.schemas:MomentsRequest", MODEL))
 def moments(args: Any) -> None:
     """Find the moments of VIDEO that show QUERY: ranked [start, end, score] windows and 2-s saliency."""
     from sevila_tools.agents.toolset import SPECS
-    from sevila_tools.schemas import MomentsRequest
 
-    req = args.config(MomentsRequest)
-    check_video(req.video, args.config(MODEL).decoder)
-    chain = _chain(args)
+    req = args.config()
+    chain = _chain(args, req.video)
     args.emit(SPECS["find_moments"].run(lambda: chain, req), render.moments)
 
 
-class SelectorsArgs(BaseModel):
-    """Which selectors to list."""
-
-    pattern: str | None = Field(None, description="Only names matching this shell pattern, e.g. 'clip*'.",
-                                json_schema_extra=_cli(argument=True, metavar="[PATTERN]"))
-
-
-@command("selectors", models=(SelectorsArgs,))
-def selectors_cmd(args: Any) -> None:
-    """List the keyframe selectors: what they read, their options, and the package they come from."""
-    from sevila_tools.plugins import selectors
-
-    rows = {i.name: {"description": i.description, "source": i.source, **i.metadata}
-            for i in selectors.infos(args.config().pattern)}
-    args.emit(rows, render.selectors)
-
-
-class ConvertArgs(BaseModel):
-    """Where the converted model goes."""
-
-    out: Path = Field(description="Output folder (must be empty or absent).",
-                      json_schema_extra=_cli(argument=True, metavar="DIR"))
-
-
-@command("convert", models=(ConvertArgs, MODEL), exclude=frozenset({"device", "decoder"}))
-def convert(args: Any) -> None:
-    """Write a self-contained model folder (safetensors + configs + tokenizer) that loads offline."""
-    from sevila_tools.loading import build_model, save_converted
-
-    mo = args.config(MODEL)
-    with err_console.status("building model ..."):
-        net, tok, info = build_model(mo.model, mo.checkpoint, mo.trust_checkpoint)
-    folder = save_converted(net, tok, args.config(ConvertArgs).out, info)
-    summary = {"folder": str(folder), "sources": info["sources"], "random_weights": info["random_weights"]}
-    args.emit(summary, lambda s: console.print(render.key_values(s, "sevila convert"), "load it with: sevila "
-                                               f"localize VIDEO QUESTION --model {folder}"))
-
-
-@command("info", models=(MODEL,), exclude=frozenset({"decoder"}))
-def info(args: Any) -> None:
-    """Versions and device; with a model that loads: where each part comes from, precision and token ids."""
-    import torch
-
-    from sevila_tools import __version__
-    from sevila_tools.cli.common import OFFLINE_HINT
-    from sevila_tools.errors import SevilaError, error_line
-    from sevila_tools.loading import resolve_device
-    from sevila_tools.provenance import versions
-
-    mo = args.config(MODEL)
-    data: dict[str, Any] = {"sevila_tools": __version__, "versions": versions(), "device": str(resolve_device(
-        mo.device)), "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
-    try:
-        rt = load_runtime_cli(mo.model, mo.checkpoint, mo.device, mo.trust_checkpoint, quiet=args.json, note=False)
-    except SevilaError as exc:
-        if "model" in args.given:
-            raise
-        data["model"] = f"{mo.model} did not load: {error_line(exc)}{OFFLINE_HINT}"
-    else:
-        data.update(model=rt.info.get("model"), checkpoint=rt.info.get("checkpoint"), random_weights=rt.random_weights,
-                    sources=rt.info.get("sources"), precision=rt.precision.describe(),
-                    parameters=sum(p.numel() for p in rt.model.parameters()),
-                    token_ids={"yes": rt.ids.yes, "no": rt.ids.no, "letters": list(rt.ids.letters),
-                               "option": rt.ids.option})
-    args.emit(data, lambda d: console.print(render.key_values(d, "sevila info")))
-
-
+config_command("selectors", "sevila_tools.plugins:PluginQuery", "sevila_tools.plugins:describe_selectors",
+               "List the keyframe selectors: what they read, their options, and the package they come from.",
+               render.selectors)
+config_command("convert", "sevila_tools.loading:ConvertConfig", "sevila_tools.loading:run_convert",
+               "Write a self-contained model folder (safetensors + configs + tokenizer) that loads offline.",
+               render.converted, exclude=frozenset({"device", "decoder"}), status="building the model ...")
+config_command("info", "sevila_tools.loading:InfoConfig", "sevila_tools.loading:run_info", "Versions and device; "
+               "with a model that loads: where each part comes from, precision and token ids.",
+               exclude=frozenset({"decoder"}), status="loading the model ...")
 config_command("demo", "sevila_tools.demo:DemoConfig", "sevila_tools.demo:run_demo",
                "Generate a synthetic clip and run the forward chain on it (the `make demo` job).", render.demo)
 
@@ -172,30 +103,12 @@ def score(args: Any) -> None:
         console.print(metrics_table(metrics))
 
 
-@command("eval", models=("sevila_tools.eval.runner:EvalConfig",), config_file=True, quiet=True, selector_block=True)
-def eval_cmd(args: Any) -> None:
-    """Evaluate a dataset: pre-flight, batched predictions streamed to --out, metrics table (or --json)."""
-    from sevila_tools.eval.runner import run_eval
-    from sevila_tools.schemas import DEFAULT_SELECTOR
-
-    cfg = args.config(selector_options=args.selector_options([args.raw.get("selector", DEFAULT_SELECTOR)]))
-    summary = run_eval(cfg, progress=args.progress, console=err_console, on_status=args.say)
-    if summary.is_main_process:
-        args.emit(summary, render.eval_summary)
-
-
-@command("ablate", models=("sevila_tools.eval.ablate:AblationConfig",), config_file=True, quiet=True,
-         selector_block=True)
-def ablate(args: Any) -> None:
-    """Compare keyframe selectors: every selector x FRAMES:KEYFRAMES x answerer setting, one results table."""
-    from sevila_tools.eval.ablate import parse_names, run_ablation
-    from sevila_tools.plugins import selectors
-
-    names = parse_names(args.raw.get("selectors")) or selectors.names()
-    cfg = args.config(selector_options=args.selector_options(names))
-    args.emit(run_ablation(cfg, progress=args.progress, console=err_console, on_status=args.say), render.ablation)
-
-
+config_command("eval", "sevila_tools.eval.runner:EvalConfig", "sevila_tools.eval.runner:run_eval", "Evaluate a "
+               "dataset: pre-flight, batched predictions streamed to --out, metrics table (or --json).",
+               render.eval_summary, config_file=True, quiet=True, selector_block=True)
+config_command("ablate", "sevila_tools.eval.ablate:AblationConfig", "sevila_tools.eval.ablate:run_ablation",
+               "Compare keyframe selectors: every selector x FRAMES:KEYFRAMES x answerer setting, one results "
+               "table.", render.ablation, config_file=True, quiet=True, selector_block=True)
 config_command("bench", "sevila_tools.benchmarks.config:BenchConfig", "sevila_tools.benchmarks.config:run_bench",
                "Time each stage of the pipeline and the whole chain (peak memory), and end-to-end scenarios.",
                render.bench, quiet=True)
@@ -203,3 +116,19 @@ config_command("mcp", "sevila_tools.agents.serve:McpConfig", "sevila_tools.agent
                "Serve the SeViLA tools to MCP clients (Claude Desktop, IDE agents...): stdio by default.", json=False)
 config_command("web", "sevila_tools.web.serve:WebConfig", "sevila_tools.web.serve:run_web",
                "Serve a browser page: upload a video, ask, see keyframes, scores and the answer.", json=False)
+
+_TRAIN, _STAGE = "sevila_tools.training.runconfig:{}RunConfig", "sevila_tools.training.run:run_train"
+_TRAINING = {"config_file": True, "quiet": True}
+config_command("pseudo-label", _TRAIN.format("PseudoLabel"), "sevila_tools.training.run:run_pseudo_label",
+               "Reverse chain: the frozen Answerer's yes/no label for random frames of every question, one set per "
+               "refinement epoch (OUT/pseudo_labels.jsonl).", render.pseudo_labels, **_TRAINING)
+config_command("refine", _TRAIN.format("Refine"), _STAGE, "Reverse chain: train the Localizer on the frozen "
+               "Answerer's pseudo-labels, from BLIP-2's Q-Former (init=base).", render.train, **_TRAINING)
+config_command("finetune", _TRAIN.format("Finetune"), _STAGE, "Forward chain: fine-tune the Answerer on the frozen "
+               "Localizer's keyframes.", render.train, exclude=frozenset({"labels"}), **_TRAINING)
+config_command("pretrain-localizer", _TRAIN.format("Pretrain"), _STAGE, "Pre-train the Localizer on span "
+               "annotations (QVHighlights): a frame is 'yes' inside a relevant window.", render.train,
+               exclude=frozenset({"labels"}), **_TRAINING)
+config_command("self-refine", _TRAIN.format("SelfRefine"), "sevila_tools.training.run:run_self_refine",
+               "The paper's training loop: pre-train, then per iteration pseudo-label, refine, fine-tune. "
+               "STAGE.KEY=VALUE sets one stage (pretrain, refine, finetune).", render.self_refine, **_TRAINING)

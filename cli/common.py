@@ -1,4 +1,4 @@
-"""Shared CLI plumbing: consoles, the one error path (:func:`guarded`), JSON output, logging, runtime loading.
+"""Shared CLI plumbing: readable help, consoles, the one error path (:func:`guarded`), JSON output, logging.
 
 A user error prints ``error: <one line>`` on stderr and exits non-zero; ``--debug`` (or ``SEVILA_DEBUG=1``) shows
 the traceback instead. Ctrl-C prints ``interrupted`` (with the ``--resume`` hint on commands that resume).
@@ -7,51 +7,50 @@ the traceback instead. Ctrl-C prints ``interrupted`` (with the ``--resume`` hint
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 import sys
+import types
 from collections.abc import Callable, Mapping
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
 import typer
-from pydantic import BaseModel
 from rich.console import Console
 from rich.markup import escape
 
-from sevila_tools.cli.generate import cli_meta, field_param
-from sevila_tools.errors import ModelLoadError, SevilaError, error_line
-from sevila_tools.schemas import DEFAULT_MODEL, RANDOM_WEIGHTS_NOTICE, ModelOptions
+from sevila_tools.errors import OFFLINE_HINT, ModelLoadError, error_line, exit_code
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-def _plain_arguments() -> None:
-    """Usage lines read ``VIDEO QUESTION`` (optional ones in brackets) and an argument with a metavar shows no
-    ``<type>`` (as git and hf print them)."""
+
+def _readable_help() -> None:
+    """Usage lines read ``VIDEO QUESTION`` (optional ones in brackets), an argument with a metavar shows no
+    ``<type>`` (as git and hf print them), and help text never breaks a flag at its hyphens (``--val-``)."""
     from typer import core
+    from typer._click import _textwrap
 
     def usage(self: Any) -> str:
         name = self.display_name_raw
         name = name if self.required or name.startswith("[") else f"[{name}]"
         return name + ("..." if self.nargs != 1 and not name.endswith("...") else "")
 
+    class Wrapper(_textwrap.TextWrapper):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs, break_on_hyphens=False)
+
     typed = core.TyperArgument.display_type_rich
     core.TyperArgument._usage_display_name = usage  # type: ignore[method-assign]
     core.TyperArgument.display_type_rich = lambda self, ctx: None if self.metavar else typed(self, ctx)  # type: ignore
+    _textwrap.TextWrapper = Wrapper  # type: ignore[misc]
 
 
-_plain_arguments()
+_readable_help()
 console = Console(soft_wrap=not sys.stdout.isatty())
 err_console = Console(stderr=True)
-OFFLINE_HINT = "; offline? try --model tiny-random (or tiny-trained), or a local folder from `sevila convert`"
 
 
-class _State:
-    debug: bool = os.environ.get("SEVILA_DEBUG", "") == "1"
-    notice_shown: bool = False
-
-
-STATE = _State()
+#: per process: --debug (or SEVILA_DEBUG=1), and whether this command already showed its random-weights notice
+STATE = types.SimpleNamespace(debug=os.environ.get("SEVILA_DEBUG", "") == "1", notice_shown=False)
 
 
 class _TerminalLog(logging.Handler):
@@ -69,59 +68,34 @@ def setup_logging() -> None:
     """Route the library's log records to the terminal handler once per process."""
     log = logging.getLogger("sevila_tools")
     if not any(isinstance(h, _TerminalLog) for h in log.handlers):
-        handler = _TerminalLog(logging.WARNING)
-        log.addHandler(handler)
+        log.addHandler(_TerminalLog(logging.WARNING))
 
 
-def exit_code(exc: BaseException) -> int:
-    """``SevilaError.exit_code``; 2 for invalid settings; 1 otherwise."""
-    from pydantic import ValidationError
+def guarded(func: F, names: Mapping[str, str], resumable: bool) -> F:
+    """``func`` with the one error path: an ``error:`` line (with the offline hint after a model that cannot
+    load) and the error's exit code, or the traceback with ``--debug``; ``names`` maps config fields to their
+    flags in error lines; ``resumable`` adds the ``--resume`` hint to Ctrl-C."""
 
-    if isinstance(exc, SevilaError):
-        return exc.exit_code
-    return 2 if isinstance(exc, ValidationError) else 1
-
-
-def report(exc: BaseException, names: Mapping[str, str] | None = None) -> None:
-    """Print the one ``error:`` line of ``exc`` (with the offline hint after a model that cannot load)."""
-    text = error_line(exc, names)
-    if isinstance(exc, ModelLoadError) and "offline" in text and "tiny-random" not in text:
-        text += OFFLINE_HINT
-    err_console.print(f"[red]error:[/red] {escape(text)}", highlight=False, soft_wrap=True)
-
-
-def guarded(fn: F | None = None, *, names: Mapping[str, str] | None = None, resumable: bool = False) -> Any:
-    """Decorator for command functions: one error line + exit code (traceback with ``--debug``); ``names`` maps
-    config fields to their flags in error lines; ``resumable`` adds the ``--resume`` hint to Ctrl-C."""
-
-    def wrap(func: F) -> F:
-        @functools.wraps(func)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            setup_logging()
-            try:
-                return func(*args, **kwargs)
-            except (typer.Exit, typer.Abort, SystemExit):
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        setup_logging()
+        try:
+            return func(*args, **kwargs)
+        except KeyboardInterrupt:
+            err_console.print("interrupted" + (": rerun with --resume to continue" if resumable else ""), highlight=False)
+            raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the point of this wrapper
+            if STATE.debug:
                 raise
-            except KeyboardInterrupt:
-                hint = ": rerun with --resume to continue" if resumable or "resume" in kwargs else ""
-                err_console.print(f"interrupted{hint}", highlight=False)
-                raise typer.Exit(130) from None
-            except Exception as exc:  # noqa: BLE001 - the point of this wrapper
-                if STATE.debug:
-                    raise
-                report(exc, names)
-                raise typer.Exit(exit_code(exc)) from None
+            text = error_line(exc, names)
+            if isinstance(exc, ModelLoadError) and "offline" in text and "tiny-random" not in text:
+                text += OFFLINE_HINT
+            err_console.print(f"[red]error:[/red] {escape(text)}", highlight=False, soft_wrap=True)
+            raise typer.Exit(exit_code(exc)) from None
 
-        return wrapper  # type: ignore[return-value]
-
-    return wrap(fn) if fn is not None else wrap
-
-
-def print_json(obj: BaseModel | dict[str, Any] | list[Any]) -> None:
-    """Print one JSON object on stdout (machine output)."""
-    data = obj.model_dump(mode="json") if isinstance(obj, BaseModel) else obj
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
-    sys.stdout.flush()
+    return wrapper  # type: ignore[return-value]
 
 
 def show_notice(text: str | None) -> None:
@@ -131,48 +105,4 @@ def show_notice(text: str | None) -> None:
         STATE.notice_shown = True
 
 
-def load_runtime_cli(
-    model: str, checkpoint: str = "auto", device: str = "auto", trust_checkpoint: bool = False,
-    quiet: bool = False, note: bool = True,
-) -> Any:
-    """Load the runtime with a status line on stderr; ``note=False`` when the command's own output will show the
-    random-weights notice (so it appears once)."""
-    from sevila_tools.loading import load_runtime
-
-    if quiet:
-        return load_runtime(model, checkpoint, device=device, trust_checkpoint=trust_checkpoint)
-    with err_console.status(f"loading {model} ..."):
-        rt = load_runtime(model, checkpoint, device=device, trust_checkpoint=trust_checkpoint)
-    if note and rt.random_weights and not STATE.notice_shown:
-        err_console.print(f"[yellow]note:[/yellow] {RANDOM_WEIGHTS_NOTICE}", highlight=False)
-        STATE.notice_shown = True
-    return rt
-
-
-def check_video(video: str, decoder: str = "auto") -> str:
-    """A video checked before any model loads: exists, is a file, decodes (one-line :class:`VideoError`)."""
-    from sevila_tools.video import check_video_path, probe
-
-    check_video_path(video)
-    probe(video, decoder=decoder)  # type: ignore[arg-type]
-    return video
-
-
-# -------------------------------------------------------- the model block as Typer options (hand-written commands)
-def _option(name: str) -> Any:
-    info = ModelOptions.model_fields[name]
-    p = field_param(name, name, info, cli_meta(info))
-    return p.annotation() if p.kind is not bool else Annotated[bool, typer.Option(*p.flags, help=p.help)]
-
-
-ModelOpt = _option("model")
-CheckpointOpt = _option("checkpoint")
-DeviceOpt = _option("device")
-DecoderOpt = _option("decoder")
-TrustOpt = _option("trust_checkpoint")
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")]
-
-__all__ = [
-    "DEFAULT_MODEL", "STATE", "CheckpointOpt", "DecoderOpt", "DeviceOpt", "JsonOpt", "ModelOpt", "TrustOpt",
-    "check_video", "console", "err_console", "guarded", "load_runtime_cli", "print_json", "show_notice",
-]
+__all__ = ["STATE", "console", "err_console", "guarded", "show_notice"]

@@ -9,8 +9,7 @@ from pydantic import BaseModel
 from rich.table import Table
 
 from sevila_tools.cli.common import console, err_console, show_notice
-
-LETTERS = "ABCDE"
+from sevila_tools.prompts import LETTERS
 
 
 def table(title: str, *columns: str, **kw: Any) -> Table:
@@ -94,36 +93,12 @@ def selectors(rows: dict[str, Any]) -> None:
             console.print(f"    {key} (default {opt['default']!r}): {opt['description']}", highlight=False)
 
 
-def _eval_rows(s: Any) -> dict[str, str]:
-    c, cache = s.config, s.cache
-    rate = "-" if s.samples_per_s is None else f"{s.samples_per_s:.2f} samples/s"
-    keys = f", {c.get('keyframes')} keyframes, {c.get('decoding')}, {c.get('answerer')}" if c.get("keyframes") else ""
-    hits = f"{cache.get('hits', 0)} hits, {cache.get('misses', 0)} misses, {cache.get('writes', 0)} written"
-    return {
-        "output": s.predictions_file + (f" (errors: {s.errors_file})" if s.errors_file else ""),
-        "samples": f"{s.samples} selected, {s.runnable} runnable, {s.skipped_missing} skipped (missing video), "
-                   f"{s.resumed} resumed",
-        "this run": f"{s.processed} processed in {s.elapsed_s:.1f} s ({rate}, batch {s.batch_size}, "
-                    f"{s.world_size} process(es))",
-        "records": f"{s.predictions} predictions, {s.errors} errors ({s.errors_this_run} this run)",
-        "feature cache": f"{hits} ({cache.get('dir')})" if cache.get("enabled")
-        else f"off ({cache.get('decoded_videos', 0)} videos decoded)",
-        "model": f"{c.get('model')} / checkpoint {c.get('checkpoint')}",
-        "selector": f"{c.get('selector')} ({c.get('frames')} frames{keys})",
-        "device": f"{c.get('device')}" + (f" ({c.get('gpu')})" if c.get("gpu") else "") + f", precision "
-                  f"{c.get('precision')}",
-        "versions": ", ".join(f"{k} {v}" for k, v in c.get("versions", {}).items() if v),
-    }
-
-
 def eval_summary(s: Any) -> None:
     """What ran, where it went, and the metrics table."""
     from sevila_tools.eval.scorers import metrics_table
 
-    if not s.is_main_process:
-        return
     show_notice(s.notice)
-    console.print(key_values(_eval_rows(s), f"sevila eval {s.dataset}"))
+    console.print(key_values(s.overview(), f"sevila eval {s.dataset}"))
     for err in s.first_errors:
         err_console.print(f"error record: {err['qid']}: {err['error']}", highlight=False)
     if s.metrics is not None:
@@ -134,24 +109,16 @@ def eval_summary(s: Any) -> None:
 
 def ablation(result: Any) -> None:
     """The ablation table, its notes, and where the files are."""
-    from sevila_tools.eval.ablate import terminal_rows
+    from sevila_tools.eval.ablate import print_terminal
 
     show_notice(result.notice)
-    header, body = terminal_rows(result, width=80)
-    t = table(f"sevila ablate {result.dataset} ({result.questions} questions)", width=80)
-    for i, col in enumerate(header):
-        t.add_column(col, justify="left" if i == 0 else "right", no_wrap=i == 0)
-    for cells in body:
-        t.add_row(*cells)
-    console.print(t)
-    for i, note in enumerate(dict.fromkeys(result.notes), 1):
-        console.print(f"{i}. {note}", highlight=False)
-    vit, files = result.vit_cache, result.files
-    if vit.get("enabled"):
-        console.print(f"ViT feature cache: {vit.get('hits', 0)} hits, {vit.get('misses', 0)} misses ({vit.get('dir')})",
-                      highlight=False)
-    console.print(f"{result.settings_run} settings run, {result.settings_resumed} resumed; all columns in "
-                  f"{files.get('markdown')} and {files.get('csv')}; plot {files.get('png')}", highlight=False)
+    print_terminal(result, console)
+
+
+def converted(summary: dict[str, Any]) -> None:
+    """Where the converted folder is and how to use it."""
+    console.print(key_values(summary, "sevila convert"), f"load it with: sevila localize VIDEO QUESTION --model "
+                  f"{summary['folder']}")
 
 
 def demo(out: Any) -> None:
@@ -165,3 +132,31 @@ def bench(report: dict[str, Any]) -> None:
     from sevila_tools.benchmarks.report import print_report
 
     print_report(report, console)
+
+
+def _grid(title: str, header: list[str], rows: list[list[str]]) -> None:
+    t = table(title, *header)
+    for row in rows:
+        t.add_row(*row)
+    console.print(t)
+
+
+def train(r: Any) -> None:
+    """A training run: where its weights are, how far it got, losses, the best epoch, deviations."""
+    console.print(key_values(r.overview(), f"sevila {r.task}: {r.out_dir}"))
+    if not r.complete:
+        console.print(f"stopped early: continue with the same command plus --resume (--out {r.out_dir})",
+                      highlight=False)
+
+
+def pseudo_labels(r: Any) -> None:
+    """Labelled frames and the positive rate per question type."""
+    _grid(f"pseudo-labels: {r.file}", *r.table())
+    console.print(f"{(r.model_extra or {}).get('records_without_positive')} label sets have no positive frame")
+
+
+def self_refine(r: Any) -> None:
+    """One row per iteration: positive rate, losses, validation, weights."""
+    _grid(f"self-refinement ({r.order} order)", *r.table())
+    if not r.complete:
+        console.print("stopped early: continue with the same command plus --resume", highlight=False)

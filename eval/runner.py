@@ -126,6 +126,10 @@ class EvalConfig(RunOptions):
     def spec(self) -> DatasetSpec:
         return get_dataset(self.dataset)
 
+    def selector_names(self) -> list[str]:
+        """The selectors this run uses (the selector options given are checked against them)."""
+        return [self.selector]
+
     @property
     def num_frames(self) -> int:
         """Candidate frames per video (the dataset's default when ``frames`` is unset)."""
@@ -175,6 +179,28 @@ class EvalSummary(BaseModel):
     config: dict[str, Any] = Field(default_factory=dict)
     notice: str | None = None
     is_main_process: bool = True
+
+    def overview(self) -> dict[str, str]:
+        """The summary as labelled lines (what ``sevila eval`` prints above the metrics)."""
+        s, c, cache = self, self.config, self.cache
+        rate = "-" if s.samples_per_s is None else f"{s.samples_per_s:.2f} samples/s"
+        keys = f", {c.get('keyframes')} keyframes, {c.get('decoding')}, {c.get('answerer')}" if c.get("keyframes") else ""
+        hits = f"{cache.get('hits', 0)} hits, {cache.get('misses', 0)} misses, {cache.get('writes', 0)} written"
+        return {
+            "output": s.predictions_file + (f" (errors: {s.errors_file})" if s.errors_file else ""),
+            "samples": f"{s.samples} selected, {s.runnable} runnable, {s.skipped_missing} skipped (missing video), "
+                       f"{s.resumed} resumed",
+            "this run": f"{s.processed} processed in {s.elapsed_s:.1f} s ({rate}, batch {s.batch_size}, "
+                        f"{s.world_size} process(es))",
+            "records": f"{s.predictions} predictions, {s.errors} errors ({s.errors_this_run} this run)",
+            "feature cache": f"{hits} ({cache.get('dir')})" if cache.get("enabled")
+            else f"off ({cache.get('decoded_videos', 0)} videos decoded)",
+            "model": f"{c.get('model')} / checkpoint {c.get('checkpoint')}",
+            "selector": f"{c.get('selector')} ({c.get('frames')} frames{keys})",
+            "device": f"{c.get('device')}" + (f" ({c.get('gpu')})" if c.get("gpu") else "") + f", precision "
+                      f"{c.get('precision')}",
+            "versions": ", ".join(f"{k} {v}" for k, v in c.get("versions", {}).items() if v),
+        }
 
 
 # ================================================================================ batches

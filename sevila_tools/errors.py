@@ -7,6 +7,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+#: what a command adds after a model that cannot load while offline
+OFFLINE_HINT = "; offline? try --model tiny-random (or tiny-trained), or a local folder from `sevila convert`"
+
 
 class SevilaError(Exception):
     """Base class for errors caused by user input; the message is a single readable line."""
@@ -76,6 +79,15 @@ def error_line(exc: BaseException, names: Mapping[str, str] | None = None) -> st
         if not isinstance(exc, SevilaError):
             text = f"{type(exc).__name__}: {text}"
     return text[:500]
+
+
+def exit_code(exc: BaseException) -> int:
+    """The exit status of a command that failed with ``exc``: the error's own, 2 for invalid settings, else 1."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, SevilaError):
+        return exc.exit_code
+    return 2 if isinstance(exc, ValidationError) else 1
 
 
 def require(module: str, extra: str, what: str) -> None:

@@ -11,17 +11,26 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import Field
 from torch import nn
 
 from sevila_tools.checkpoint import alias_map, check_coverage, load_sevila_checkpoint, read_state_dict
-from sevila_tools.errors import CheckpointError, InputError, ModelLoadError
+from sevila_tools.errors import (
+    OFFLINE_HINT,
+    CheckpointError,
+    InputError,
+    ModelLoadError,
+    SevilaError,
+    error_line,
+)
 from sevila_tools.modeling import SevilaModel
 from sevila_tools.runtime import Precision, SevilaRuntime
+from sevila_tools.schemas import CLI, DEFAULT_MODEL, ModelOptions
 from sevila_tools.tiny import TINY_NAME, tiny_model, tiny_tokenizer
 
 log = logging.getLogger("sevila_tools.loading")
 
-DEFAULT_BASE = "Salesforce/blip2-flan-t5-xl"
+DEFAULT_BASE = DEFAULT_MODEL
 DEFAULT_CHECKPOINT = "hf://Shoubin/SeViLA/sevila_pretrained.pth"
 SEVILA_CONFIG = "sevila_config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -313,8 +322,52 @@ def save_converted(
     return folder
 
 
+class ConvertConfig(ModelOptions):
+    """``sevila convert``: the model block and where the converted folder goes."""
+
+    out: Path = Field(description="Output folder (must be empty or absent).",
+                      json_schema_extra=CLI(argument=True, metavar="DIR"))
+
+
+def run_convert(cfg: ConvertConfig) -> dict[str, Any]:
+    """Build the model and write a self-contained folder (:func:`save_converted`) that loads offline."""
+    net, tok, info = build_model(cfg.model, cfg.checkpoint, cfg.trust_checkpoint)
+    folder = save_converted(net, tok, cfg.out, info)
+    return {"folder": str(folder), "sources": info["sources"], "random_weights": info["random_weights"]}
+
+
+class InfoConfig(ModelOptions):
+    """``sevila info``: the model block; without a model, the default one is described if it loads."""
+
+    model: str | None = Field(None, description="Model to describe (default: the BLIP-2 SeViLA builds on, if "
+                              "it loads).", json_schema_extra=ModelOptions.model_fields["model"].json_schema_extra)
+
+
+def run_info(cfg: InfoConfig) -> dict[str, Any]:
+    """Versions and device; with a model that loads, where each part comes from, precision and token ids."""
+    from sevila_tools import __version__
+    from sevila_tools.provenance import versions
+
+    data: dict[str, Any] = {"sevila_tools": __version__, "versions": versions(), "device": str(resolve_device(
+        cfg.device)), "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    try:
+        rt = load_runtime(cfg.model or DEFAULT_MODEL, cfg.checkpoint, cfg.device, trust_checkpoint=cfg.trust_checkpoint)
+    except SevilaError as exc:
+        if cfg.model:
+            raise
+        data["model"] = f"{DEFAULT_MODEL} did not load: {error_line(exc)}{OFFLINE_HINT}"
+        return data
+    ids = rt.ids
+    return {**data, "model": rt.info.get("model"), "checkpoint": rt.info.get("checkpoint"),
+            "random_weights": rt.random_weights, "sources": rt.info.get("sources"),
+            "precision": rt.precision.describe(), "parameters": sum(p.numel() for p in rt.model.parameters()),
+            "token_ids": {"yes": ids.yes, "no": ids.no, "letters": list(ids.letters), "option": ids.option}}
+
+
 __all__ = [
     "DEFAULT_BASE",
+    "ConvertConfig",
+    "InfoConfig",
     "DEFAULT_CHECKPOINT",
     "apply_precision",
     "build_model",
@@ -322,5 +375,7 @@ __all__ = [
     "load_runtime",
     "read_state_dict",
     "resolve_device",
+    "run_convert",
+    "run_info",
     "save_converted",
 ]

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel, Field
+
 from sevila_tools.registry import PluginInfo, Registry, UnknownPlugin
 
 KINDS: tuple[str, ...] = ("selectors", "answerers", "prompt_styles", "datasets", "training_tasks")
@@ -73,10 +75,23 @@ def registry(kind: str) -> Registry[Any]:
     return _LOADERS[key]()
 
 
+class PluginQuery(BaseModel):
+    """Which plugins to list (``sevila selectors [PATTERN]``)."""
+
+    pattern: str | None = Field(None, description="Only names matching this shell pattern, e.g. 'clip*'.",
+                                json_schema_extra={"cli": {"argument": True, "metavar": "[PATTERN]"}})
+
+
+def describe_selectors(query: PluginQuery) -> dict[str, dict[str, Any]]:
+    """Each selector matching ``query``: description, the package it comes from, and its metadata (options)."""
+    return {i.name: {"description": i.description, "source": i.source, **i.metadata}
+            for i in registry("selectors").infos(query.pattern)}
+
+
 def __getattr__(name: str) -> Registry[Any]:
     if name in _LOADERS:
         return _LOADERS[name]()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["KINDS", "PluginInfo", "Registry", "UnknownPlugin", "registry", *KINDS]
+__all__ = ["KINDS", "PluginInfo", "PluginQuery", "Registry", "UnknownPlugin", "describe_selectors", "registry", *KINDS]

@@ -37,6 +37,44 @@ class CLI:
         """Leave the JSON schema as it is."""
 
 
+def read_settings(path: Any) -> dict[str, Any]:
+    """A YAML or JSON file of settings (``--config FILE``): one mapping, one-line errors otherwise."""
+    from pathlib import Path
+
+    import yaml
+
+    from sevila_tools.errors import InputError
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"--config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise InputError(f"--config {path} is not valid YAML: {' '.join(str(exc).split())}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"--config {path} must hold a mapping of settings (key: value)")
+    return data
+
+
+def parse_pairs(items: list[str] | None, what: str = "a setting") -> dict[str, Any]:
+    """``["a=1", "b=x"]`` -> ``{"a": 1, "b": "x"}`` (JSON values, else text); one-line error otherwise."""
+    import json
+
+    from sevila_tools.errors import InputError
+
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"expected key=value for {what}, got {item!r}")
+        try:
+            out[key.strip()] = json.loads(value.strip())
+        except ValueError:
+            out[key.strip()] = value.strip()
+    return out
+
+
 class ModelOptions(BaseModel):
     """The model block every command, run and tool service shares: which weights, where, and how videos are read."""
 

@@ -121,6 +121,15 @@ def test_size_limits(module):
             assert length <= 80, f"{path}:{node.lineno} {node.name} has {length} lines"
 
 
+def test_cli_stays_thin():
+    """cli/ only parses and calls: at most 1,000 lines in all, no function over 40 lines (issue 19)."""
+    files = sorted((REPO / "cli").rglob("*.py"))
+    assert sum(p.read_text().count("\n") for p in files) <= 1000
+    long = [f"{p.name}:{n.lineno} {n.name}" for p in files for n in ast.walk(ast.parse(p.read_text()))
+            if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and n.end_lineno - n.lineno + 1 > 40]
+    assert long == []
+
+
 def _plugin_names() -> dict[str, set[str]]:
     from sevila_tools.answering import ANSWER_STRATEGIES
     from sevila_tools.eval.datasets import available_datasets

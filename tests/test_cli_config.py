@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from typing import Literal
 
 import pytest
@@ -83,11 +84,47 @@ def _options(command: str) -> list:
     return [p for p in group.commands[command].params if p.param_type_name == "option"]  # type: ignore[attr-defined]
 
 
+def test_training_settings_file_then_flags_then_key_values(tmp_path):
+    """A training config takes hyper-parameters next to its fields: the file's, then a flag, then KEY=VALUE (or
+    --set); --decoder is the model block's and also the stages' decoder."""
+    seen = []
+
+    def run(args) -> None:
+        """Fine-tune."""
+        seen.append(args.config())
+
+    cmd = typer_app(Command("ft", run, models=("sevila_tools.training:FinetuneRunConfig",), config_file=True))
+    conf = tmp_path / "ft.yaml"
+    conf.write_text("dataset: nextqa\nannotations: a.json\nout: o\nlr: 0.01\nhparams: {epochs: 3, seed: 1}\n"
+                    "decoder: pyav\n")
+    r = CliRunner().invoke(cmd, ["--config", str(conf), "--lr", "0.02", "--epochs", "2", "--set", "seed=4",
+                                 "epochs=1", "init=checkpoint"])
+    assert r.exit_code == 0, r.output
+    cfg = seen[-1]
+    assert cfg.task == "finetune" and cfg.hparams == {"lr": 0.02, "epochs": 1, "seed": 4, "init": "checkpoint"}
+    assert cfg.overrides()["decoder"] == "pyav"
+    assert CliRunner().invoke(cmd, ["--config", str(conf), "--lr", "0.02", "lr=0.03"]).exit_code == 0
+    assert seen[-1].hparams["lr"] == 0.03
+    for bad, line in ((["epoch=2"], "did you mean epochs"), (["task=refine"], "task must be 'finetune'"),
+                      (["finetune.lr=1"], "STAGE.KEY overrides are for self-refine")):
+        r = CliRunner().invoke(cmd, ["--config", str(conf), *bad])
+        assert r.exit_code == 2 and line in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_docs_show_the_python_equivalent_of_every_command():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text()
+    table = text.split("## Each command and its Python equivalent", 1)[1]
+    for command in get_command(app).commands:  # type: ignore[attr-defined]
+        assert f"| `sevila {command}" in table, command
+
+
 @pytest.mark.parametrize("command", sorted(get_command(app).commands))  # type: ignore[attr-defined]
 def test_help_at_80_columns_shows_every_flag_whole(command):
     r = CliRunner().invoke(app, [command, "--help"], terminal_width=80)
     assert r.exit_code == 0 and "{" not in r.stdout.split("\n")[0]
-    assert "…" not in r.stdout
+    assert "…" not in r.stdout and not re.search(r"\w-\n", r.stdout)  # nothing cut, no word broken at a hyphen
     for opt in _options(command):
         assert all(flag in r.stdout for flag in opt.opts), (command, opt.opts)
         assert opt.metavar is None or opt.metavar == opt.metavar.upper() or "|" in opt.metavar, (command, opt.opts)

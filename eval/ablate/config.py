@@ -110,6 +110,12 @@ class AblationConfig(RunOptions):
             raise ValueError("--resume and --overwrite exclude each other")
         return self
 
+    def selector_names(self) -> list[str]:
+        """The selectors this ablation may run (the selector options given are checked against them)."""
+        from sevila_tools.plugins import selectors
+
+        return list(self.selectors or selectors.names())
+
     def flat_options(self) -> dict[str, Any]:
         """The options every selector may pick from (the run seed and checkpoint trust included)."""
         return {"seed": self.seed, "trust_checkpoint": self.trust_checkpoint, **self.selector_options}

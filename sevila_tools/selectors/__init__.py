@@ -36,7 +36,10 @@ def options_for(name: str, shared: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_option_keys(selectors: list[str], options: dict[str, Any]) -> None:
-    """One-line error for an option key that none of ``selectors`` declares (``NAME.KEY``: ``NAME`` must)."""
+    """One-line error for an unknown selector, or an option key that none of ``selectors`` declares
+    (``NAME.KEY``: ``NAME`` must)."""
+    for name in selectors:
+        get_selector_class(name)
     for k in options:
         owner, dot, key = k.rpartition(".")
         owners = [owner] if dot else selectors

@@ -36,7 +36,7 @@ class TrainConfig(BaseModel):
     task: str = Field(description="Registered training task (pretrain, refine, finetune).")
     dataset: str = Field(description="Dataset name.")
     recipe: str | None = Field(None, description="Recipe the values came from.")
-    prompts: str = _opt("default", "Prompt style: default, next_event, query_relevance.")
+    prompts: str = _opt("default", "Prompt style (default: the dataset's).")
     epochs: int = _opt(10, "Epochs.", ge=1)
     batch_size: int = _opt(16, "Questions per iteration and process.", ge=1)
     global_batch: int | None = _opt(
@@ -163,18 +163,10 @@ def read_recipe(name_or_path: str | Path) -> tuple[str, dict[str, Any]]:
 
 
 def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
-    """``["lr=3e-5", "epochs=2"]`` -> ``{"lr": 3e-05, "epochs": 2}`` (values parsed as YAML scalars)."""
-    out: dict[str, Any] = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep or not key:
-            raise InputError(f"expected key=value, got {pair!r}")
-        try:
-            out[key] = yaml.safe_load(value) if value.strip() else None
-        except yaml.YAMLError:
-            out[key] = value
-    return typed_overrides(out)
+    """``["lr=3e-5", "epochs=2"]`` -> ``{"lr": 3e-05, "epochs": 2}`` (JSON values, else text), typed and checked."""
+    from sevila_tools.schemas import parse_pairs
+
+    return typed_overrides(parse_pairs(pairs, "a hyper-parameter"))
 
 
 def typed_overrides(values: dict[str, Any]) -> dict[str, Any]:

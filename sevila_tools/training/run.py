@@ -42,6 +42,12 @@ class PseudoLabelSummary(BaseModel):
     positive_rate: float = Field(description="Share of frames labelled yes.")
     epochs: int = Field(description="Label sets per question (one per refinement epoch).")
 
+    def table(self) -> tuple[list[str], list[list[str]]]:
+        """Header and rows of the terminal table: records, frames and positive rate per question type, then all."""
+        by_type = {**(self.model_extra or {}).get("by_qtype", {}), "all": self.model_dump()}
+        return ["question type", "records", "frames", "positive rate"], [
+            [q, str(r["records"]), str(r["frames"]), f"{r['positive_rate']:.3f}"] for q, r in by_type.items()]
+
 
 class SelfRefineResult(BaseModel):
     """What ``sevila self-refine`` did, one record per iteration."""
@@ -55,6 +61,19 @@ class SelfRefineResult(BaseModel):
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON."""
         return self.model_dump(mode="json")
+
+    def table(self) -> tuple[list[str], list[list[str]]]:
+        """Header and rows of the terminal table: one row per iteration."""
+        def loss(part: dict[str, Any]) -> str:
+            return "-" if part.get("last_loss") is None else f"{part['last_loss']:.4f}"
+
+        rows = []
+        for it in self.iterations:
+            val, last = it.get("validation"), it.get(it["order"][-1], {})
+            rows.append([str(it["iteration"]), f"{it.get('pseudo_labels', {}).get('positive_rate', 0):.3f}",
+                         loss(it.get("refine", {})), loss(it.get("finetune", {})),
+                         f"{val['metric']} {val['value']:.2f}" if val else "", str(last.get("weights"))])
+        return ["iteration", "positive rate", "refine loss", "finetune loss", "validation", "weights"], rows
 
 
 def missing_hint(cfg: TrainData, missing: int, total: int, videos: Path | None) -> str:
@@ -70,7 +89,10 @@ def missing_hint(cfg: TrainData, missing: int, total: int, videos: Path | None) 
 
 
 class _Run:
-    """Steps every training command shares: the accelerator, status lines, data, the model."""
+    """Steps every training command shares: the accelerator, status lines, data, the model.
+
+    ``on_status`` receives status lines and ``on_warning`` warnings (default: the ``sevila_tools.training`` log),
+    on the main process only; ``command`` is recorded in ``summary.json``."""
 
     def __init__(
         self,
@@ -78,21 +100,28 @@ class _Run:
         *,
         runtime: Any | None = None,
         accelerator: Any | None = None,
-        loader: Callable[..., Any] | None = None,
         progress: bool = True,
-        say: Callable[[str], None] | None = None,
+        on_status: Callable[[str], None] | None = None,
+        on_warning: Callable[[str], None] | None = None,
         command: str | None = None,
     ) -> None:
         from sevila_tools.training.accel import make_accelerator
 
-        self.cfg, self.runtime, self.loader = cfg, runtime, loader
+        self.cfg, self.runtime, self.progress, self.command = cfg, runtime, progress, command
         self.acc = accelerator if accelerator is not None else make_accelerator(cfg.device)
-        self.progress, self._say, self.command = progress, say, command
+        self.on_status, self.on_warning = on_status or log.info, on_warning or log.warning
+
+    def _say(self, msg: str) -> None:
+        """A status line, or a warning when it starts with ``warning:`` (what the trainer writes to its log)."""
+        if msg.startswith("warning: "):
+            self.on_warning(msg.removeprefix("warning: "))
+        else:
+            self.on_status(msg)
 
     def say(self, msg: str) -> None:
         """A status line (main process only)."""
         if self.acc.is_main_process:
-            (self._say or log.info)(msg)
+            self._say(msg)
 
     def check_out(self, marker: str) -> None:
         """Refuse (before any model loads) to start a new run over an existing one."""
@@ -103,7 +132,7 @@ class _Run:
         """The recipe of ``task`` on ``dataset`` (or ``cfg.recipe``) with the hyper-parameter overrides."""
         from sevila_tools.eval.datasets import check_dataset
 
-        hp = self.cfg.hparams if overrides is None else overrides
+        hp = self.cfg.overrides() if overrides is None else overrides
         return resolve_config(task, check_dataset(dataset), self.cfg.recipe, hp)
 
     def samples(
@@ -139,11 +168,15 @@ class _Run:
         """The runtime: the one given, or loaded on this process's device."""
         if self.runtime is None:
             from sevila_tools.loading import load_runtime
+            from sevila_tools.schemas import RANDOM_WEIGHTS_NOTICE
             from sevila_tools.training.accel import device_string
 
-            load = self.loader or load_runtime
             c = self.cfg
-            self.runtime = load(c.model, c.checkpoint, device_string(self.acc.device), c.trust_checkpoint)
+            self.say(f"loading {c.model} ...")
+            self.runtime = load_runtime(c.model, c.checkpoint, device_string(self.acc.device),
+                                        trust_checkpoint=c.trust_checkpoint)
+            if self.runtime.random_weights:
+                self.say(f"note: {RANDOM_WEIGHTS_NOTICE}")
         return self.runtime
 
     def trainer_kw(self) -> dict[str, Any]:
@@ -174,6 +207,8 @@ class TrainRun(_Run):
         stage = self.stage_config(cfg.task, cfg.dataset)
         if cfg.labels is not None and not get_task(cfg.task).takes_labels:
             raise InputError(f"the {cfg.task} task does not read a labels file (--labels)")
+        if cfg.labels is not None and not cfg.labels.is_file():
+            raise InputError(f"labels file not found: {cfg.labels}")
         self.check_out(CHECKPOINT_NAME)
         needs = get_task(cfg.task).needs_answer
         samples, report = self.samples(cfg.annotations, needs, cfg.limit)
@@ -214,7 +249,7 @@ class SelfRefineRun(_Run):
     def stage_configs(self) -> dict[str, TrainConfig]:
         """One config per stage: shared overrides, then ``STAGE.KEY`` ones (refine defaults to ``init=checkpoint``:
         it refines the pre-trained Localizer)."""
-        hp = self.cfg.hparams
+        hp = self.cfg.overrides()
         if self.cfg.recipe is not None:
             raise InputError("self-refine uses each stage's own recipe; change a stage with STAGE.KEY=VALUE")
         bad = sorted({k.split(".")[0] for k in hp if "." in k} - set(STAGES))

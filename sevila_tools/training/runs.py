@@ -121,6 +121,14 @@ class TrainResult(BaseModel):
         """Plain JSON."""
         return self.model_dump(mode="json")
 
+    def overview(self) -> dict[str, Any]:
+        """The result as labelled values (what the training commands print)."""
+        best = self.best and f"epoch {self.best['epoch'] + 1}: {self.best['metric']} {self.best['value']:.2f}"
+        return {**self.model_dump(include={"checkpoint", "weights", "complete", "epochs_completed", "steps",
+                                           "first_loss", "last_loss"}),
+                "epoch losses": ", ".join(f"{x:.4f}" for x in self.epoch_losses), "best": best,
+                "deviations": ", ".join(d["option"] for d in self.deviations) or "none"}
+
 
 def write_summary(out: Path, result: dict[str, Any], command: str | None = None) -> Path:
     """``OUT/summary.json``: the result plus the command and versions."""
