@@ -87,9 +87,9 @@ def _root(
     STATE.debug = STATE.debug or debug
 
 
-for _info in pkgutil.iter_modules(sys.modules[__package__].__path__):
+for _info in pkgutil.iter_modules(sys.modules[__package__].__path__):  # generated on import, or register(app)
     if _info.name.startswith("cmd_"):
-        importlib.import_module(f"{__package__}.{_info.name}").register(app)
+        getattr(importlib.import_module(f"{__package__}.{_info.name}"), "register", lambda app: None)(app)
 
 
 def main() -> None:
