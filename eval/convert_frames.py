@@ -29,9 +29,6 @@ from sevila_tools.frames import (
     write_frames_file,
 )
 
-#: formats whose entries are positions in the annotation file
-POSITIONAL = ("aks", "videoitg")
-
 
 def _cli(**meta: Any) -> dict[str, Any]:
     """``json_schema_extra`` of a field's command-line form (``docs/cli.md``)."""
