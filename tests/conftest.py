@@ -96,12 +96,6 @@ def real_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def shared_data(real_data: Path) -> Path:
-    """Former name of :func:`real_data`, kept while tests migrate."""
-    return real_data
-
-
-@pytest.fixture(scope="session")
 def tiny_runtime():
     """The seeded tiny random SeViLA runtime on CPU (shared by the whole session; never mutate it)."""
     from sevila_tools.loading import load_runtime
@@ -115,12 +109,3 @@ def video_file(tmp_path_factory) -> Path:
     from sevila_tools.synthetic import make_video
 
     return make_video(tmp_path_factory.mktemp("videos") / "clip.mp4", num_frames=90, fps=30)
-
-
-@pytest.fixture(scope="session")
-def scene_video(tmp_path_factory) -> Path:
-    """Four solid-colour scenes of 30 frames each (red, green, blue, white)."""
-    from sevila_tools.synthetic import make_scene_video
-
-    scenes = [(30, (255, 0, 0)), (30, (0, 255, 0)), (30, (0, 0, 255)), (30, (255, 255, 255))]
-    return make_scene_video(tmp_path_factory.mktemp("scenes") / "scenes.mp4", scenes=scenes, fps=30)

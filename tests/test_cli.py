@@ -223,8 +223,8 @@ def test_demo_command(tmp_path):
     assert (tmp_path / "demo" / "demo_plot.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_score_through_installed_entry_point(shared_data):
-    qvh = shared_data / "qvhighlights"
+def test_score_through_installed_entry_point(real_data):
+    qvh = real_data / "qvhighlights"
     p = subprocess.run(
         [
             str(SEVILA),

@@ -265,8 +265,8 @@ def test_load_clip_local_folder_roundtrip(tiny, tmp_path):
         load_clip(tmp_path / "config.json")  # a file, not a folder
 
 
-def test_real_bpe_tokenizer(shared_data):
-    tok = clip_tokenizer_from_bpe(shared_data / "clip" / "bpe_simple_vocab_16e6.txt.gz")
+def test_real_bpe_tokenizer(real_data):
+    tok = clip_tokenizer_from_bpe(real_data / "clip" / "bpe_simple_vocab_16e6.txt.gz")
     assert len(tok) == 49408
     assert tok.bos_token_id == 49406 and tok.eos_token_id == 49407 and tok.pad_token_id == 49407
     assert tok.convert_ids_to_tokens(49406) == "<|startoftext|>"
@@ -281,10 +281,10 @@ def test_real_bpe_tokenizer(shared_data):
     assert batch.input_ids[0][-1] == 49407 and batch.attention_mask[0] == [1, 1, 1, 1, 0, 0, 0]
 
 
-def test_real_bpe_tokenizer_with_tiny_clip_selector(shared_data, video):
+def test_real_bpe_tokenizer_with_tiny_clip_selector(real_data, video):
     from transformers import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPVisionConfig
 
-    tok = clip_tokenizer_from_bpe(shared_data / "clip" / "bpe_simple_vocab_16e6.txt.gz")
+    tok = clip_tokenizer_from_bpe(real_data / "clip" / "bpe_simple_vocab_16e6.txt.gz")
     torch.manual_seed(0)
     text = CLIPTextConfig(
         vocab_size=49408,

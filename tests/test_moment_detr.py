@@ -103,8 +103,8 @@ def _expected_layout() -> dict[str, tuple[int, ...]]:
 
 
 @pytest.fixture(scope="module")
-def opt(shared_data) -> dict:
-    return json.loads((shared_data / "moment_detr" / "opt.json").read_text())
+def opt(real_data) -> dict:
+    return json.loads((real_data / "moment_detr" / "opt.json").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -302,10 +302,10 @@ def test_clip_grid():
         clip_grid(10, 10, 30.0)
 
 
-def test_query_features_real_bpe_32_token_rule(shared_data):
+def test_query_features_real_bpe_32_token_rule(real_data):
     from transformers import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPVisionConfig
 
-    tok = clip_tokenizer_from_bpe(shared_data / "clip" / "bpe_simple_vocab_16e6.txt.gz")
+    tok = clip_tokenizer_from_bpe(real_data / "clip" / "bpe_simple_vocab_16e6.txt.gz")
     torch.manual_seed(0)
     text = CLIPTextConfig(
         vocab_size=49408,

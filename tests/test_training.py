@@ -114,8 +114,8 @@ def test_one_process_with_accumulation_equals_four_processes():
     assert batch_layout(2, 1, global_batch=64, accum_steps=3).accum == 3  # accum_steps wins
 
 
-def test_qvh_span_labels_on_real_records(shared_data):
-    samples = load_annotations("qvhighlights", shared_data / "qvhighlights" / "highlight_train_release.jsonl")
+def test_qvh_span_labels_on_real_records(real_data):
+    samples = load_annotations("qvhighlights", real_data / "qvhighlights" / "highlight_train_release.jsonl")
     multi = [s for s in samples if s.windows and len(s.windows) > 1][:50]
     assert len(multi) == 50
     fps = 30.0
