@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sevila_tools.encoding import EncodedVideo, FrameSpec
 from sevila_tools.errors import InputError, SevilaError, VideoError
+from sevila_tools.files import atomic_write_text
 from sevila_tools.pipeline import Query
 from sevila_tools.schemas import (
     DEFAULT_ANSWERER,
@@ -32,7 +33,6 @@ from .records import (
     PREDICTIONS_NAME,
     SHARD_SUFFIX,
     Writer,
-    atomic_write_text,
     compact,
     existing_records,
     is_error,

@@ -178,7 +178,7 @@ class SelectRun(EvalRun):
             summary.errors = sum(1 for q, r in by_qid.items() if q in ids and is_error(r))
         summary.elapsed_s = round(time.perf_counter() - self.t_start, 3)
         if self.dist.main:
-            from .records import atomic_write_text
+            from sevila_tools.files import atomic_write_text
 
             atomic_write_text(self.cfg.out / SUMMARY_NAME, summary.model_dump_json(indent=2) + "\n")
         return summary

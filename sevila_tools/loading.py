@@ -23,6 +23,7 @@ from sevila_tools.errors import (
     SevilaError,
     error_line,
 )
+from sevila_tools.files import atomic_write
 from sevila_tools.modeling import SevilaModel
 from sevila_tools.runtime import Precision, SevilaRuntime
 from sevila_tools.schemas import CLI, DEFAULT_MODEL, ModelOptions
@@ -306,9 +307,7 @@ def save_converted(
     folder.mkdir(parents=True, exist_ok=True)
     aliases = alias_map(model)
     sd = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items() if k not in aliases}
-    tmp = folder / (WEIGHTS_FILE + ".tmp")
-    save_file(sd, str(tmp), metadata={"format": "sevila_tools"})
-    tmp.replace(folder / WEIGHTS_FILE)
+    atomic_write(folder / WEIGHTS_FILE, lambda tmp: save_file(sd, str(tmp), metadata={"format": "sevila_tools"}))
     tokenizer.save_pretrained(str(folder))
     meta = {
         "format": "sevila_tools",

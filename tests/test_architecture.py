@@ -15,7 +15,8 @@ ROOTS = {"sevila_tools": "sevila_tools", "cli": "sevila_tools.cli", "eval": "sev
          "agents": "sevila_tools.agents", "benchmarks": "sevila_tools.benchmarks"}
 #: lower layers first; a module may import its own layer and the layers below it, never above
 LAYERS: list[tuple[str, ...]] = [
-    ("errors", "registry", "prompts", "schemas", "timing", "provenance", "progress", "synthetic", "frames"),
+    ("errors", "registry", "prompts", "schemas", "timing", "provenance", "progress", "synthetic", "frames",
+     "files"),
     ("video",),
     ("modeling", "tiny", "runtime", "checkpoint", "loading"),
     ("encoding",),

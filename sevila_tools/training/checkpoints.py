@@ -1,9 +1,8 @@
-"""Training checkpoints: atomic 0644 writes, reading back, RNG states, the resume check, file hashes."""
+"""Training checkpoints: atomic writes, reading back, RNG states, the resume check, provenance."""
 
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,12 +13,12 @@ from torch import nn
 
 from sevila_tools.checkpoint import TOOLKIT_FORMAT
 from sevila_tools.errors import CheckpointError, InputError
+from sevila_tools.files import atomic_write
 from sevila_tools.modeling import branch_of_key
 
 CHECKPOINT_NAME = "checkpoint.pth"
 BEST_NAME = "checkpoint_best.pth"
 CHECKPOINT_FORMAT_VERSION = 2
-FILE_MODE = 0o644
 
 
 def branch_state_dict(model: nn.Module, branches: Sequence[str]) -> dict[str, torch.Tensor]:
@@ -31,30 +30,9 @@ def branch_state_dict(model: nn.Module, branches: Sequence[str]) -> dict[str, to
     }
 
 
-def _atomic(path: Path, write: Any) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
-
-
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
     """``torch.save`` to a temporary file in the same folder, fsync, mode 0644, then rename over ``path``."""
-    return _atomic(Path(path), lambda f: torch.save(obj, f))
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write a text file atomically with mode 0644."""
-    return _atomic(Path(path), lambda f: f.write(text.encode("utf-8")))
+    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def read_training_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -12,8 +12,9 @@ import numpy as np
 import torch
 
 from sevila_tools.errors import InputError
+from sevila_tools.files import atomic_write_text
 from sevila_tools.training.accel import gather, make_accelerator
-from sevila_tools.training.checkpoints import atomic_write_text, provenance
+from sevila_tools.training.checkpoints import provenance
 from sevila_tools.training.config import TrainConfig
 from sevila_tools.training.data import DataReport, DrawSpec, Item, load_item
 from sevila_tools.training.frozen import build_pipeline, encoded_of, frozen_pass, query_of

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from pydantic import BaseModel, Field
 
-from sevila_tools.training.checkpoints import FILE_MODE, atomic_write_text
+from sevila_tools.files import FILE_MODE, atomic_write_text
 
 log = logging.getLogger("sevila_tools.training")
 
