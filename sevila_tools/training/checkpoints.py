@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from sevila_tools.checkpoint import TOOLKIT_FORMAT
 from sevila_tools.errors import CheckpointError, InputError
 from sevila_tools.files import atomic_write
 from sevila_tools.modeling import branch_of_key
+from sevila_tools.provenance import file_sha256
 
 CHECKPOINT_NAME = "checkpoint.pth"
 BEST_NAME = "checkpoint_best.pth"
@@ -49,15 +49,6 @@ def read_training_checkpoint(path: str | Path) -> dict[str, Any]:
     return obj
 
 
-def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
-    """Hex SHA-256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def local_checkpoint_path(spec: str | None) -> Path | None:
     """The file behind a ``--checkpoint`` value (a path, or the cached copy of ``hf://owner/repo/file``)."""
     if not spec or spec in ("auto", "none"):
@@ -77,7 +68,7 @@ def local_checkpoint_path(spec: str | None) -> Path | None:
 def provenance(spec: str | None) -> dict[str, Any]:
     """``{"given", "path", "sha256"}`` of a checkpoint (path and hash when the file is on this machine)."""
     path = local_checkpoint_path(spec)
-    return {"given": spec, "path": str(path) if path else None, "sha256": sha256_file(path) if path else None}
+    return {"given": spec, "path": str(path) if path else None, "sha256": file_sha256(path) if path else None}
 
 
 def rng_state() -> dict[str, Any]:
