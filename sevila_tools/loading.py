@@ -345,10 +345,10 @@ class InfoConfig(ModelOptions):
 def run_info(cfg: InfoConfig) -> dict[str, Any]:
     """Versions and device; with a model that loads, where each part comes from, precision and token ids."""
     from sevila_tools import __version__
-    from sevila_tools.provenance import versions
+    from sevila_tools.provenance import gpu_name, versions
 
-    data: dict[str, Any] = {"sevila_tools": __version__, "versions": versions(), "device": str(resolve_device(
-        cfg.device)), "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    data: dict[str, Any] = {"sevila_tools": __version__, "versions": versions(),
+                            "device": str(resolve_device(cfg.device)), "cuda": gpu_name()}
     try:
         rt = load_runtime(cfg.model or DEFAULT_MODEL, cfg.checkpoint, cfg.device, trust_checkpoint=cfg.trust_checkpoint)
     except SevilaError as exc:
