@@ -19,6 +19,7 @@ from sevila_tools.files import atomic_write_text
 from sevila_tools.pipeline import Query
 from sevila_tools.schemas import (
     DEFAULT_ANSWERER,
+    DEFAULT_KEYFRAMES,
     DEFAULT_SELECTOR,
     ModelOptions,
     weights_notice,
@@ -104,7 +105,7 @@ class EvalConfig(RunOptions):
     selector_options: dict[str, Any] = Field(default_factory=dict, description="Selector options by key.")
     frames: int | None = Field(default=None, ge=1, le=256, description="Candidate frames (default: the "
                                "dataset's, 32 or 75).", json_schema_extra=_cli("--frames", "-n"))
-    keyframes: int = Field(default=4, ge=1, le=64, description="Keyframes kept.",
+    keyframes: int = Field(default=DEFAULT_KEYFRAMES, ge=1, le=64, description="Keyframes kept.",
                            json_schema_extra=_cli("--keyframes", "-k"))
     answerer: str = Field(DEFAULT_ANSWERER, description="Answer strategy.")
     span: SpanConfig = Field(default_factory=SpanConfig, description="Moment windows from frame decisions.",

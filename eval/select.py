@@ -21,7 +21,7 @@ from sevila_tools.encoding import EncodedVideo
 from sevila_tools.errors import InputError
 from sevila_tools.frames import FRAMES_NAME, Candidates, ErrorRecord, FrameRecord, Provenance, dump_record
 from sevila_tools.pipeline import Query
-from sevila_tools.schemas import DEFAULT_ANSWERER, DEFAULT_SELECTOR
+from sevila_tools.schemas import DEFAULT_ANSWERER, DEFAULT_KEYFRAMES, DEFAULT_SELECTOR
 
 from .datasets import DatasetSpec, Sample, get_dataset
 from .records import is_error
@@ -45,7 +45,7 @@ class SelectConfig(RunOptions):
     selector_options: dict[str, Any] = Field(default_factory=dict, description="Selector options by key.")
     frames: int | None = Field(None, ge=1, le=256, description="Candidate frames (default: the dataset's, 32 or 75).",
                                json_schema_extra=_cli("--frames", "-n"))
-    keyframes: int = Field(4, ge=1, le=64, description="Keyframes kept per question.",
+    keyframes: int = Field(DEFAULT_KEYFRAMES, ge=1, le=64, description="Keyframes kept per question.",
                            json_schema_extra=_cli("--keyframes", "-k"))
 
     @model_validator(mode="after")

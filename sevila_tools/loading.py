@@ -31,7 +31,6 @@ from sevila_tools.tiny import TINY_NAME, tiny_model, tiny_tokenizer
 
 log = logging.getLogger("sevila_tools.loading")
 
-DEFAULT_BASE = DEFAULT_MODEL
 DEFAULT_CHECKPOINT = "hf://Shoubin/SeViLA/sevila_pretrained.pth"
 SEVILA_CONFIG = "sevila_config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -217,7 +216,7 @@ def is_converted_folder(path: str | Path) -> bool:
 
 
 def build_model(
-    model: str = DEFAULT_BASE, checkpoint: str | None = "auto", trust_checkpoint: bool = False
+    model: str = DEFAULT_MODEL, checkpoint: str | None = "auto", trust_checkpoint: bool = False
 ) -> tuple[SevilaModel, Any, dict[str, Any]]:
     """Build the model + tokenizer on CPU in fp32; return them with an info dict (sources, random flag)."""
     info: dict[str, Any] = {"model": model, "checkpoint": None, "random_weights": False}
@@ -261,7 +260,7 @@ def preset_has_random_weights(model: str) -> bool:
 
 
 def load_runtime(
-    model: str = DEFAULT_BASE,
+    model: str = DEFAULT_MODEL,
     checkpoint: str | None = "auto",
     device: str = "auto",
     vit_dtype: str | None = None,
@@ -364,7 +363,6 @@ def run_info(cfg: InfoConfig) -> dict[str, Any]:
 
 
 __all__ = [
-    "DEFAULT_BASE",
     "ConvertConfig",
     "InfoConfig",
     "DEFAULT_CHECKPOINT",
