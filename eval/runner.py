@@ -22,6 +22,7 @@ from sevila_tools.schemas import (
     DEFAULT_KEYFRAMES,
     DEFAULT_SELECTOR,
     ModelOptions,
+    cli_flags,
     weights_notice,
 )
 
@@ -51,38 +52,32 @@ SUMMARY_NAME = "summary.json"
 LOG_NAME = "log.txt"
 
 
-def _cli(*flags: str, metavar: str | None = None, **more: Any) -> dict[str, Any]:
-    """``json_schema_extra`` of a field's command-line flags (``docs/cli.md``)."""
-    meta: dict[str, Any] = {"flags": list(flags)} if flags else {}
-    return {"cli": {**meta, **({"metavar": metavar} if metavar else {}), **more}}
-
-
 class RunOptions(ModelOptions):
     """What every dataset run (``sevila eval``, ``sevila ablate``) is configured with: data, output, model,
     decoding and throughput settings."""
 
     model_config = ConfigDict(extra="forbid")
 
-    dataset: str = Field(description="Dataset name.", json_schema_extra=_cli("--dataset", "-d"))
+    dataset: str = Field(description="Dataset name.", json_schema_extra=cli_flags("--dataset", "-d"))
     annotations: Path = Field(description="Official annotation file or SeViLA JSON.",
-                              json_schema_extra=_cli("--annotations", "-a"))
+                              json_schema_extra=cli_flags("--annotations", "-a"))
     out: Path = Field(description="Run folder: predictions.jsonl, summary.json, log.txt.")
     videos: Path | None = Field(None, description="Folder holding the videos.")
     video_map: Path | None = Field(None, description="{video id: relative path} JSON (NExT-QA map file).")
-    video_ext: str = Field(".mp4", description="Extension appended to video stems.", json_schema_extra=_cli(
+    video_ext: str = Field(".mp4", description="Extension appended to video stems.", json_schema_extra=cli_flags(
         metavar="EXT"))
     decoding: Literal["faithful", "teacher_forced"] = Field("faithful", description="Letter decoding rule.")
     limit: int | None = Field(default=None, ge=1, description="Only the first N samples.")
     resume: bool = Field(False, description="Continue the run in --out (same settings only).",
-                         json_schema_extra=_cli("--resume"))
+                         json_schema_extra=cli_flags("--resume"))
     overwrite: bool = Field(False, description="Replace what --out already holds.",
-                            json_schema_extra=_cli("--overwrite"))
+                            json_schema_extra=cli_flags("--overwrite"))
     retry_errors: bool = Field(False, description="With --resume, run the error records again.",
-                               json_schema_extra=_cli("--retry-errors"))
+                               json_schema_extra=cli_flags("--retry-errors"))
     skip_missing: bool = Field(False, description="Go on without missing or unreadable videos.",
-                               json_schema_extra=_cli("--skip-missing"))
+                               json_schema_extra=cli_flags("--skip-missing"))
     batch_size: int = Field(default=8, ge=1, le=1024, description="Questions per model batch.",
-                            json_schema_extra=_cli("--batch-size", "-b"))
+                            json_schema_extra=cli_flags("--batch-size", "-b"))
     cache: bool = Field(True, description="Read and write the feature cache.")
     cache_dir: Path | None = Field(None, description="Feature cache folder (default: $SEVILA_CACHE_DIR or "
                                    "~/.cache/sevila_tools/features).")
@@ -100,16 +95,16 @@ class EvalConfig(RunOptions):
     ``~/.cache/sevila_tools/features``. ``selector_options``: flat options, each selector takes what it declares.
     """
 
-    selector: str = Field(DEFAULT_SELECTOR, description="Keyframe selector.", json_schema_extra=_cli(
+    selector: str = Field(DEFAULT_SELECTOR, description="Keyframe selector.", json_schema_extra=cli_flags(
         "--selector", "-s"))
     selector_options: dict[str, Any] = Field(default_factory=dict, description="Selector options by key.")
     frames: int | None = Field(default=None, ge=1, le=256, description="Candidate frames (default: the "
-                               "dataset's, 32 or 75).", json_schema_extra=_cli("--frames", "-n"))
+                               "dataset's, 32 or 75).", json_schema_extra=cli_flags("--frames", "-n"))
     keyframes: int = Field(default=DEFAULT_KEYFRAMES, ge=1, le=64, description="Keyframes kept.",
-                           json_schema_extra=_cli("--keyframes", "-k"))
+                           json_schema_extra=cli_flags("--keyframes", "-k"))
     answerer: str = Field(DEFAULT_ANSWERER, description="Answer strategy.")
     span: SpanConfig = Field(default_factory=SpanConfig, description="Moment windows from frame decisions.",
-                             json_schema_extra=_cli(fields={
+                             json_schema_extra=cli_flags(fields={
                                  "span_threshold": "Moments: longest run of 'no' frames inside one window."}))
 
     @model_validator(mode="after")

@@ -21,7 +21,7 @@ from sevila_tools.encoding import EncodedVideo
 from sevila_tools.errors import InputError
 from sevila_tools.frames import FRAMES_NAME, Candidates, ErrorRecord, FrameRecord, Provenance, dump_record
 from sevila_tools.pipeline import Query
-from sevila_tools.schemas import DEFAULT_ANSWERER, DEFAULT_KEYFRAMES, DEFAULT_SELECTOR
+from sevila_tools.schemas import DEFAULT_ANSWERER, DEFAULT_KEYFRAMES, DEFAULT_SELECTOR, cli_flags
 
 from .datasets import DatasetSpec, Sample, get_dataset
 from .records import is_error
@@ -30,23 +30,18 @@ from .runner import SUMMARY_NAME, EvalRun, RunOptions
 log = logging.getLogger("sevila_tools.eval")
 
 
-def _cli(*flags: str) -> dict[str, Any]:
-    """``json_schema_extra`` naming a field's command-line flags (``docs/cli.md``)."""
-    return {"cli": {"flags": list(flags)}}
-
-
 class SelectConfig(RunOptions):
     """Everything that defines one ``sevila select`` run (recorded in ``summary.json``); ``out`` is the run folder
     (``frames.jsonl``, ``settings.json``, ``summary.json``, ``log.txt``)."""
 
     out: Path = Field(description="Run folder: frames.jsonl, settings.json, summary.json, log.txt.")
     selector: str = Field(DEFAULT_SELECTOR, description="Keyframe selector.",
-                          json_schema_extra=_cli("--selector", "-s"))
+                          json_schema_extra=cli_flags("--selector", "-s"))
     selector_options: dict[str, Any] = Field(default_factory=dict, description="Selector options by key.")
     frames: int | None = Field(None, ge=1, le=256, description="Candidate frames (default: the dataset's, 32 or 75).",
-                               json_schema_extra=_cli("--frames", "-n"))
+                               json_schema_extra=cli_flags("--frames", "-n"))
     keyframes: int = Field(DEFAULT_KEYFRAMES, ge=1, le=64, description="Keyframes kept per question.",
-                           json_schema_extra=_cli("--keyframes", "-k"))
+                           json_schema_extra=cli_flags("--keyframes", "-k"))
 
     @model_validator(mode="after")
     def _check(self) -> SelectConfig:

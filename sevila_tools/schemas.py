@@ -40,6 +40,11 @@ class CLI:
         """Leave the JSON schema as it is."""
 
 
+def cli_flags(*flags: str, metavar: str | None = None, **more: Any) -> CLI:
+    """:class:`CLI` metadata from a field's flags (none: ``--field-name``), metavar and other keys."""
+    return CLI(**({"flags": list(flags)} if flags else {}), **({"metavar": metavar} if metavar else {}), **more)
+
+
 def read_settings(path: Any) -> dict[str, Any]:
     """A YAML or JSON file of settings (``--config FILE``): one mapping, one-line errors otherwise."""
     from pathlib import Path
