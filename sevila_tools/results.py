@@ -8,7 +8,6 @@ from sevila_tools.answering import Answer
 from sevila_tools.encoding import EncodedVideo
 from sevila_tools.prompts import LETTERS
 from sevila_tools.schemas import (
-    RANDOM_WEIGHTS_NOTICE,
     AnswerResult,
     FrameLabel,
     FrameScore,
@@ -17,6 +16,7 @@ from sevila_tools.schemas import (
     LocalizeResult,
     ModelInfo,
     PseudoLabelResult,
+    weights_notice,
 )
 from sevila_tools.selectors import Selection
 
@@ -32,8 +32,8 @@ def model_info(runtime: Any) -> ModelInfo:
 
 
 def notice(runtime: Any) -> str | None:
-    """The random-weights notice, or None for real weights."""
-    return RANDOM_WEIGHTS_NOTICE if runtime.random_weights else None
+    """The random-weights notice for this runtime's weights (:func:`~sevila_tools.schemas.weights_notice`)."""
+    return weights_notice(runtime.random_weights)
 
 
 def localize_result(req: LocalizeRequest, ev: EncodedVideo, sel: Selection, runtime: Any) -> LocalizeResult:
