@@ -18,7 +18,7 @@ import torch
 from pydantic import BaseModel, Field, model_validator
 
 from sevila_tools.encoding import EncodedVideo
-from sevila_tools.errors import InputError
+from sevila_tools.errors import InputError, first_line
 from sevila_tools.frames import FRAMES_NAME, Candidates, ErrorRecord, FrameRecord, Provenance, dump_record
 from sevila_tools.pipeline import Query
 from sevila_tools.schemas import DEFAULT_ANSWERER, DEFAULT_KEYFRAMES, DEFAULT_SELECTOR, cli_flags
@@ -152,9 +152,8 @@ class SelectRun(EvalRun):
                 for (s, ev), sel in zip(items, selections, strict=True)]
 
     def error_record(self, sample: Sample, exc: BaseException) -> dict[str, Any]:
-        text = str(exc).strip()
-        line = text.splitlines()[0] if text else repr(exc)
-        rec = ErrorRecord(dataset=sample.dataset, question_id=sample.qid, video=sample.video_id, error=line)
+        rec = ErrorRecord(dataset=sample.dataset, question_id=sample.qid, video=sample.video_id,
+                          error=first_line(exc))
         return dump_record(rec)
 
     def finish(self) -> SelectSummary:  # type: ignore[override]

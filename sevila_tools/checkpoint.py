@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from sevila_tools.errors import CheckpointError
+from sevila_tools.errors import CheckpointError, first_line
 from sevila_tools.modeling import BRANCH_MODULES, SevilaModel, branch_of_key
 
 log = logging.getLogger("sevila_tools.checkpoint")
@@ -183,7 +183,7 @@ def read_state_dict(
     except pickle.UnpicklingError as exc:
         if trusted:
             raise CheckpointError(f"cannot read checkpoint {path}: not a valid pickle ({exc})") from exc
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise CheckpointError(
             f"{path} contains pickled Python objects that weights_only loading refuses ({first[:160]}); "
             "if you trust this file, pass --trust-checkpoint"

@@ -22,6 +22,7 @@ from sevila_tools.errors import (
     ModelLoadError,
     SevilaError,
     error_line,
+    first_line,
 )
 from sevila_tools.files import atomic_write
 from sevila_tools.modeling import SevilaModel
@@ -139,7 +140,7 @@ def _from_hf_blip2(source: str) -> tuple[SevilaModel, Any, dict[str, str]]:
         tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local)
     except (OSError, ValueError) as exc:
         hint = " (offline mode is on: use a local folder or a cached id)" if offline() else ""
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)[:200]
         raise ModelLoadError(f"cannot load base model {source!r}{hint}: {first}") from exc
     if getattr(config, "use_decoder_only_language_model", False):
         raise ModelLoadError(f"{source} is not a BLIP-2 Flan-T5 model (SeViLA needs the T5 text side)")

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sevila_tools.errors import InputError, ModelLoadError
+from sevila_tools.errors import InputError, ModelLoadError, first_line
 from sevila_tools.selectors.memo import shared_model
 
 DEFAULT_CLIP_MODEL = "openai/clip-vit-base-patch32"
@@ -251,11 +251,6 @@ def _offline() -> bool:
     )
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
 def load_clip(
     model_id_or_path: str | Path = DEFAULT_CLIP_MODEL, device: str | torch.device = "cpu"
 ) -> tuple[Any, Any]:
@@ -283,7 +278,7 @@ def load_clip(
                 f"cannot load CLIP model {name!r}: not a local directory and not in the local Hugging Face "
                 "cache (offline mode, HF_HUB_OFFLINE=1); download it beforehand or pass a local folder"
             ) from None
-        raise ModelLoadError(f"cannot load CLIP model {name!r}: {_first_line(exc)}") from None
+        raise ModelLoadError(f"cannot load CLIP model {name!r}: {first_line(exc)}") from None
     return model.to(device).eval(), tokenizer
 
 

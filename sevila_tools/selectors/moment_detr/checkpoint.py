@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from sevila_tools.errors import CheckpointError
+from sevila_tools.errors import CheckpointError, first_line
 from sevila_tools.selectors.memo import file_identity, shared_model
 from sevila_tools.selectors.moment_detr.model import MomentDETR, build_moment_detr, options_dict
 
@@ -103,7 +103,7 @@ def _read_pickled(path: Path, trusted: bool) -> tuple[dict[str, Any], Any]:
             "(lighthouse checkpoints need 'easydict')"
         ) from None
     except Exception as exc:  # noqa: BLE001
-        raise CheckpointError(f"cannot read checkpoint {path}: {str(exc).strip().splitlines()[0]}") from None
+        raise CheckpointError(f"cannot read checkpoint {path}: {first_line(exc)}") from None
     if isinstance(ckpt, dict) and "model" in ckpt:
         return ckpt["model"], ckpt.get("opt")
     if isinstance(ckpt, dict) and all(isinstance(v, Tensor) for v in ckpt.values()):
