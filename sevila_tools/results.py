@@ -6,6 +6,7 @@ from typing import Any
 
 from sevila_tools.answering import Answer
 from sevila_tools.encoding import EncodedVideo
+from sevila_tools.pipeline import pseudo_labels_of
 from sevila_tools.prompts import LETTERS
 from sevila_tools.schemas import (
     AnswerResult,
@@ -77,10 +78,9 @@ def pseudo_label_result(
     video: str, question: str, answer: int, ev: EncodedVideo, predictions: list[int], runtime: Any
 ) -> PseudoLabelResult:
     """Per-frame yes/no labels with the single-frame predictions behind them."""
-    labels = [
-        FrameLabel(position=p, frame_index=i, time=t, predicted=pred, label="yes" if pred == answer else "no")
-        for p, (i, t, pred) in enumerate(zip(ev.indices, ev.times, predictions, strict=True))
-    ]
+    rows = zip(ev.indices, ev.times, predictions, pseudo_labels_of(predictions, answer), strict=True)
+    labels = [FrameLabel(position=p, frame_index=i, time=t, predicted=pred, label=lab)
+              for p, (i, t, pred, lab) in enumerate(rows)]
     rate = sum(lab.label == "yes" for lab in labels) / len(labels)
     return PseudoLabelResult(
         video=video, question=question, answer=answer, labels=labels, positive_rate=rate,
