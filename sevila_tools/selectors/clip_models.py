@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ __all__ = [
     "CLIP_MEAN",
     "CLIP_STD",
     "DEFAULT_CLIP_MODEL",
+    "LazyCLIP",
     "TINY_CLIP_NAME",
     "build_tiny_clip",
     "clip_pixel_values",
@@ -300,3 +302,53 @@ def shared_clip(name: str | Path | None, device: str | torch.device = "cpu") -> 
 
         return shared_model(("clip", TINY_CLIP_NAME, 0, str(dev)), tiny)
     return shared_model(("clip", _clip_key(name), str(dev)), lambda: load_clip(name, dev))
+
+
+class LazyCLIP:
+    """A selector's CLIP model: named by id or folder (None: the default), loaded on first use and shared by every
+    selector of the process; or given as an object together with its tokenizer. ``name`` labels it in records."""
+
+    def __init__(
+        self, model: Any, tokenizer: Any, device: torch.device, label: str | None = None, owner: str = "selector"
+    ) -> None:
+        self.device = device
+        self._tokenizer = tokenizer
+        if model is None or isinstance(model, (str, Path)):
+            self.name, self._model = str(model or DEFAULT_CLIP_MODEL), None
+            return
+        if tokenizer is None:
+            raise InputError(f"{owner}: pass the tokenizer that matches the given CLIP model")
+        config = getattr(model, "config", None)
+        self.name = str(label or getattr(config, "_name_or_path", "") or type(model).__name__)
+        self._model = model.to(device).eval()
+
+    @property
+    def model(self) -> Any:
+        """The CLIP model (loaded on first use when a name was given)."""
+        if self._model is None:
+            self._model, tok = shared_clip(self.name, self.device)
+            if self._tokenizer is None:
+                self._tokenizer = tok
+        return self._model
+
+    @property
+    def tokenizer(self) -> Any:
+        """The CLIP tokenizer (loaded with the model when a name was given)."""
+        if self._tokenizer is None:
+            _ = self.model
+        return self._tokenizer
+
+    @property
+    def image_size(self) -> int:
+        """The vision tower's input size (224 for CLIP)."""
+        cfg = getattr(self.model.config, "vision_config", None)
+        return int(getattr(cfg, "image_size", 224) or 224)
+
+    @torch.no_grad()
+    def image_embeddings(self, batches: Iterable[torch.Tensor], eps: float = 1e-12) -> torch.Tensor:
+        """L2-normalised projected image embeddings ``(n, d)`` (float32, CPU) of batches of CLIP pixel values."""
+        model = self.model
+        dtype = next(model.parameters()).dtype
+        outs = [embedding_tensor(model.get_image_features(pixel_values=b.to(self.device, dtype))).float().cpu()
+                for b in batches]
+        return F.normalize(torch.cat(outs), dim=-1, eps=eps)
