@@ -222,19 +222,9 @@ class MomentDETRSelector(Selector):
         return self._model
 
     @property
-    def clip_name(self) -> str:
-        """The CLIP model's label in records and fingerprints."""
-        return self._clip.name
-
-    @property
     def clip(self) -> Any:
         """The CLIP model used for features (loaded on first use when an id was given)."""
         return self._clip.model
-
-    @property
-    def clip_tokenizer(self) -> Any:
-        """The CLIP tokenizer."""
-        return self._clip.tokenizer
 
     @classmethod
     def unavailable_reason(cls, options: dict[str, Any], random_weights: bool) -> str | None:
@@ -250,7 +240,7 @@ class MomentDETRSelector(Selector):
         """Selector configuration recorded with every selection."""
         return {
             "checkpoint": self.checkpoint,
-            "clip_model": self.clip_name,
+            "clip_model": self._clip.name,
             "text_mode": self.text_mode,
             "frame_strategy": self.frame_strategy,
             "long_video": self.long_video,
@@ -269,7 +259,7 @@ class MomentDETRSelector(Selector):
             **self.config(),
             "checkpoint": weights,
             "opt": opt,
-            "clip_model": clip_fingerprint(self.clip_name),
+            "clip_model": clip_fingerprint(self._clip.name),
         }
 
     # -- features -----------------------------------------------------------------------------------------
@@ -335,7 +325,7 @@ class MomentDETRSelector(Selector):
         """
         if not text or not text.strip():
             raise InputError("the question is empty")
-        tok = self.clip_tokenizer
+        tok = self._clip.tokenizer
         n_full = len(tok(text, truncation=False, verbose=False).input_ids)
         enc = tok([text], truncation=True, max_length=MAX_QUERY_TOKENS, return_tensors="pt")
         n_valid = int(enc["attention_mask"][0].sum())
