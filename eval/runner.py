@@ -86,34 +86,23 @@ class RunOptions(ModelOptions):
     seed: int = Field(0, description="Seed (recorded; used by random selectors).")
 
 
-class EvalConfig(RunOptions):
-    """Everything that defines one evaluation run (recorded in ``summary.json``).
-
-    ``out`` is the run folder (``predictions.jsonl``, ``errors.jsonl`` for moment runs, ``settings.json``,
-    ``summary.json``, ``log.txt``). ``frames`` defaults to the dataset's (32; 75 for QVHighlights). ``limit``
-    keeps the first N samples of the annotation file. ``cache_dir=None``: ``$SEVILA_CACHE_DIR`` or
-    ``~/.cache/sevila_tools/features``. ``selector_options``: flat options, each selector takes what it declares.
-    """
+class SelectionOptions(RunOptions):
+    """A dataset run with one keyframe selector (``sevila eval``, ``sevila select``): the selector, its options,
+    and how many candidate frames and keyframes."""
 
     selector: str = Field(DEFAULT_SELECTOR, description="Keyframe selector.", json_schema_extra=cli_flags(
         "--selector", "-s"))
     selector_options: dict[str, Any] = Field(default_factory=dict, description="Selector options by key.")
     frames: int | None = Field(default=None, ge=1, le=256, description="Candidate frames (default: the "
                                "dataset's, 32 or 75).", json_schema_extra=cli_flags("--frames", "-n"))
-    keyframes: int = Field(default=DEFAULT_KEYFRAMES, ge=1, le=64, description="Keyframes kept.",
+    keyframes: int = Field(default=DEFAULT_KEYFRAMES, ge=1, le=64, description="Keyframes kept per question.",
                            json_schema_extra=cli_flags("--keyframes", "-k"))
-    answerer: str = Field(DEFAULT_ANSWERER, description="Answer strategy.")
-    span: SpanConfig = Field(default_factory=SpanConfig, description="Moment windows from frame decisions.",
-                             json_schema_extra=cli_flags(fields={
-                                 "span_threshold": "Moments: longest run of 'no' frames inside one window."}))
 
     @model_validator(mode="after")
-    def _check(self) -> EvalConfig:
+    def _check_selection(self) -> SelectionOptions:
         self.dataset = self.spec.name
         if self.resume and self.overwrite:
             raise ValueError("--resume and --overwrite exclude each other")
-        if self.is_moments and self.selector != DEFAULT_SELECTOR:
-            raise ValueError(f"{self.dataset} moments come from the Localizer's per-frame scores; leave --selector")
         if not self.is_moments and self.keyframes > self.num_frames:
             raise ValueError(f"keyframes ({self.keyframes}) exceeds frames ({self.num_frames})")
         return self
@@ -134,6 +123,27 @@ class EvalConfig(RunOptions):
     @property
     def is_moments(self) -> bool:
         return self.spec.task == "moments"
+
+
+class EvalConfig(SelectionOptions):
+    """Everything that defines one evaluation run (recorded in ``summary.json``).
+
+    ``out`` is the run folder (``predictions.jsonl``, ``errors.jsonl`` for moment runs, ``settings.json``,
+    ``summary.json``, ``log.txt``). ``frames`` defaults to the dataset's (32; 75 for QVHighlights). ``limit``
+    keeps the first N samples of the annotation file. ``cache_dir=None``: ``$SEVILA_CACHE_DIR`` or
+    ``~/.cache/sevila_tools/features``. ``selector_options``: flat options, each selector takes what it declares.
+    """
+
+    answerer: str = Field(DEFAULT_ANSWERER, description="Answer strategy.")
+    span: SpanConfig = Field(default_factory=SpanConfig, description="Moment windows from frame decisions.",
+                             json_schema_extra=cli_flags(fields={
+                                 "span_threshold": "Moments: longest run of 'no' frames inside one window."}))
+
+    @model_validator(mode="after")
+    def _check(self) -> EvalConfig:
+        if self.is_moments and self.selector != DEFAULT_SELECTOR:
+            raise ValueError(f"{self.dataset} moments come from the Localizer's per-frame scores; leave --selector")
+        return self
 
     @property
     def predictions_path(self) -> Path:

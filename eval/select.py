@@ -15,51 +15,26 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field
 
 from sevila_tools.encoding import EncodedVideo
 from sevila_tools.errors import InputError, first_line
 from sevila_tools.frames import FRAMES_NAME, Candidates, ErrorRecord, FrameRecord, Provenance, dump_record
 from sevila_tools.pipeline import Query
-from sevila_tools.schemas import DEFAULT_ANSWERER, DEFAULT_KEYFRAMES, DEFAULT_SELECTOR, cli_flags
+from sevila_tools.schemas import DEFAULT_ANSWERER
 
-from .datasets import DatasetSpec, Sample, get_dataset
+from .datasets import Sample
 from .records import is_error
-from .runner import SUMMARY_NAME, EvalRun, RunOptions
+from .runner import SUMMARY_NAME, EvalRun, SelectionOptions
 
 log = logging.getLogger("sevila_tools.eval")
 
 
-class SelectConfig(RunOptions):
+class SelectConfig(SelectionOptions):
     """Everything that defines one ``sevila select`` run (recorded in ``summary.json``); ``out`` is the run folder
     (``frames.jsonl``, ``settings.json``, ``summary.json``, ``log.txt``)."""
 
     out: Path = Field(description="Run folder: frames.jsonl, settings.json, summary.json, log.txt.")
-    selector: str = Field(DEFAULT_SELECTOR, description="Keyframe selector.",
-                          json_schema_extra=cli_flags("--selector", "-s"))
-    selector_options: dict[str, Any] = Field(default_factory=dict, description="Selector options by key.")
-    frames: int | None = Field(None, ge=1, le=256, description="Candidate frames (default: the dataset's, 32 or 75).",
-                               json_schema_extra=cli_flags("--frames", "-n"))
-    keyframes: int = Field(DEFAULT_KEYFRAMES, ge=1, le=64, description="Keyframes kept per question.",
-                           json_schema_extra=cli_flags("--keyframes", "-k"))
-
-    @model_validator(mode="after")
-    def _check(self) -> SelectConfig:
-        self.dataset = self.spec.name
-        if self.resume and self.overwrite:
-            raise ValueError("--resume and --overwrite exclude each other")
-        if self.keyframes > self.num_frames:
-            raise ValueError(f"keyframes ({self.keyframes}) exceeds frames ({self.num_frames})")
-        return self
-
-    @property
-    def spec(self) -> DatasetSpec:
-        return get_dataset(self.dataset)
-
-    @property
-    def num_frames(self) -> int:
-        """Candidate frames per video (the dataset's default when ``frames`` is unset)."""
-        return self.frames if self.frames is not None else self.spec.default_frames
 
     # what the shared run machinery reads: every dataset is a selection run here, with no Answerer
     is_moments: ClassVar[bool] = False
