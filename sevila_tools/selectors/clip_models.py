@@ -230,12 +230,9 @@ def build_tiny_clip(seed: int = 0) -> tuple[Any, Any, dict[str, Any]]:
         patch_size=32,
     )
     config = CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=32)
-    state = torch.random.get_rng_state()
-    try:
+    with torch.random.fork_rng(devices=[]):  # seeded without disturbing the caller's random numbers
         torch.manual_seed(seed)
         model = CLIPModel(config)
-    finally:
-        torch.random.set_rng_state(state)
     processor_cfg = {
         "shortest_edge": 224,
         "crop_size": 224,

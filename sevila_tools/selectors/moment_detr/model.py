@@ -329,10 +329,6 @@ def build_tiny_moment_detr(clip_dim: int, text_dim: int, seed: int = 0) -> Momen
         "nheads": 4,
         "dim_feedforward": 64,
     }
-    state = torch.random.get_rng_state()
-    try:
+    with torch.random.fork_rng(devices=[]):  # seeded without disturbing the caller's random numbers
         torch.manual_seed(seed)
-        model = build_moment_detr(opt)
-    finally:
-        torch.random.set_rng_state(state)
-    return model
+        return build_moment_detr(opt)
