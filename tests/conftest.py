@@ -109,3 +109,22 @@ def video_file(tmp_path_factory) -> Path:
     from sevila_tools.synthetic import make_video
 
     return make_video(tmp_path_factory.mktemp("videos") / "clip.mp4", num_frames=90, fps=30)
+
+
+@pytest.fixture(scope="session")
+def real_bpe_clip(real_data: Path):
+    """``(model, tokenizer)``: a seeded tiny random CLIP (width 32, projection 16) over the real CLIP BPE
+    tokenizer's 49,408-token vocabulary (never mutate the model)."""
+    import torch
+    from transformers import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPVisionConfig
+
+    from sevila_tools.selectors.clip_models import clip_tokenizer_from_bpe
+
+    tok = clip_tokenizer_from_bpe(real_data / "clip" / "bpe_simple_vocab_16e6.txt.gz")
+    small = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2}
+    text = CLIPTextConfig(vocab_size=49408, bos_token_id=49406, eos_token_id=49407, pad_token_id=49407, **small)
+    vision = CLIPVisionConfig(image_size=224, patch_size=32, **small)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = CLIPModel(CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=16))
+    return model.eval(), tok
