@@ -128,3 +128,11 @@ def real_bpe_clip(real_data: Path):
         torch.manual_seed(0)
         model = CLIPModel(CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=16))
     return model.eval(), tok
+
+
+@pytest.fixture(scope="module")
+def train_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The training tests' scene videos and annotations (``training_support.make_data``), one folder per module."""
+    from training_support import make_data
+
+    return make_data(tmp_path_factory.mktemp("train"))
