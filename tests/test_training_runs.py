@@ -20,12 +20,13 @@ from training_support import (  # noqa: E402
     same,
     samples_of,
     snapshot,
+    tiny_blip2_folder,
 )
 
 from sevila_tools.cli.app import app  # noqa: E402
 from sevila_tools.errors import InputError  # noqa: E402
 from sevila_tools.loading import load_runtime  # noqa: E402
-from sevila_tools.tiny import tiny_model, tiny_tokenizer  # noqa: E402
+from sevila_tools.tiny import tiny_model  # noqa: E402
 from sevila_tools.training import (  # noqa: E402
     SelfRefineRun,
     SelfRefineRunConfig,
@@ -117,18 +118,9 @@ def test_refine_starts_from_the_base_qformer_whatever_answerer_is_loaded(train_d
 
 def test_base_qformer_is_read_from_a_blip2_folder(tmp_path):
     """The HF BLIP-2 layout: Q-Former, query tokens, projection and post_layernorm (= LAVIS ln_vision)."""
-    from transformers import Blip2ForConditionalGeneration
-
     from sevila_tools.training import load_base_localizer
 
-    torch.manual_seed(1)
-    hf = Blip2ForConditionalGeneration(tiny_model().config)
-    with torch.no_grad():
-        hf.vision_model.post_layernorm.weight.normal_()
-        hf.language_model.encoder.embed_tokens = hf.language_model.shared
-        hf.language_model.decoder.embed_tokens = hf.language_model.shared
-    hf.save_pretrained(tmp_path / "blip2")
-    tiny_tokenizer().save_pretrained(tmp_path / "blip2")
+    hf = tiny_blip2_folder(tmp_path / "blip2", seed=1)
     rt = load_runtime(str(tmp_path / "blip2"), checkpoint="none", device="cpu")
     with torch.no_grad():
         rt.model.qformer.encoder.layer[0].attention.output.dense.weight.mul_(3.0)
