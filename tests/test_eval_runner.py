@@ -319,22 +319,9 @@ def test_qvhighlights_submission(real_data, rt, tmp_path):
     assert EvalConfig(dataset="qvhighlights", annotations=ann, out=tmp_path / "x").num_frames == 75
     run = tmp_path / "sub"
     out = _preds(run)
-    r = _cli(
-        "eval",
-        "--dataset",
-        "qvhighlights",
-        "--annotations",
-        ann,
-        "--videos",
-        videos,
-        "--out",
-        run,
-        "--frames",
-        12,
-        "--no-cache",
-        "--json",
-        *TINY,
-    )
+    qvh = ["eval", "--dataset", "qvhighlights", "--annotations", ann, "--videos", videos, "--frames", 12, "--no-cache",
+           "--json", *TINY]
+    r = _cli(*qvh, "--out", run)
     assert r.exit_code == 0, r.output
     summary = json.loads(r.stdout)
     sub = [json.loads(x) for x in out.read_text().splitlines()]
@@ -363,24 +350,7 @@ def test_qvhighlights_submission(real_data, rt, tmp_path):
     assert "frame_accuracy" in summary["metrics"]
     assert summary["config"]["span"]["span_threshold"] == 6 and summary["config"]["frames"] == 12
 
-    r = _cli(
-        "eval",
-        "--dataset",
-        "qvhighlights",
-        "--annotations",
-        ann,
-        "--videos",
-        videos,
-        "--out",
-        tmp_path / "one",
-        "--frames",
-        12,
-        "--limit",
-        1,
-        "--no-cache",
-        "--json",
-        *TINY,
-    )
+    r = _cli(*qvh, "--out", tmp_path / "one", "--limit", 1)
     assert r.exit_code == 0, r.output
     assert "match_number=False" in json.loads(r.stdout)["metrics_note"]
 
