@@ -210,25 +210,10 @@ def build_tiny_clip(seed: int = 0) -> tuple[Any, Any, dict[str, Any]]:
     """
     from transformers import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPVisionConfig
 
-    text = CLIPTextConfig(
-        vocab_size=1000,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        max_position_embeddings=CLIP_CONTEXT_LENGTH,
-        bos_token_id=0,
-        eos_token_id=1,
-        pad_token_id=1,
-    )
-    vision = CLIPVisionConfig(
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        image_size=224,
-        patch_size=32,
-    )
+    tower: dict[str, Any] = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4}
+    text = CLIPTextConfig(vocab_size=1000, max_position_embeddings=CLIP_CONTEXT_LENGTH, bos_token_id=0,
+                          eos_token_id=1, pad_token_id=1, **tower)
+    vision = CLIPVisionConfig(image_size=224, patch_size=32, **tower)
     config = CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=32)
     with torch.random.fork_rng(devices=[]):  # seeded without disturbing the caller's random numbers
         torch.manual_seed(seed)
