@@ -62,8 +62,7 @@ def hub_reachable(repo: str, timeout: float = 5.0) -> str | None:
     try:
         HfApi().model_info(repo, timeout=timeout)
     except Exception as exc:  # noqa: BLE001 - any failure is the reason
-        text = " ".join(str(exc).split())[:160]
-        return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+        return error_line(exc)[:200]
     return None
 
 

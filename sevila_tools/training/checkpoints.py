@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from sevila_tools.checkpoint import TOOLKIT_FORMAT
-from sevila_tools.errors import CheckpointError, InputError
+from sevila_tools.errors import CheckpointError, InputError, error_line
 from sevila_tools.files import atomic_write
 from sevila_tools.modeling import branch_of_key
 from sevila_tools.provenance import file_sha256
@@ -43,7 +43,7 @@ def read_training_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - one-line user error
-        raise CheckpointError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}") from exc
+        raise CheckpointError(f"cannot read checkpoint {path}: {error_line(exc)}") from exc
     if not isinstance(obj, dict) or obj.get("format") != TOOLKIT_FORMAT or "hparams" not in obj:
         raise CheckpointError(f"{path} is not a training checkpoint written by sevila_tools")
     return obj
