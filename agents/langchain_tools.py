@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
-from pydantic import ValidationError
 
 from sevila_tools.agents.service import ToolService
 from sevila_tools.agents.toolset import SPECS, TOOL_SPECS, ToolSpec, summary_json
@@ -23,12 +22,8 @@ log = logging.getLogger("sevila_tools.agents")
 __all__ = ["ToolService", "build_tools", "make_tool"]
 
 
-def _validation_message(exc: ValidationError) -> str:
-    return error_line(exc)
-
-
 def make_tool(service: ToolService, spec: ToolSpec | str, thumbnails: bool = True) -> StructuredTool:
-    """One LangChain tool for ``spec`` (a :data:`~sevila_tools.agents.service.TOOL_SPECS` entry or its name)."""
+    """One LangChain tool for ``spec`` (a :data:`~sevila_tools.agents.toolset.TOOL_SPECS` entry or its name)."""
     if isinstance(spec, str):
         spec = SPECS[spec]
     name = spec.name
@@ -71,7 +66,7 @@ def make_tool(service: ToolService, spec: ToolSpec | str, thumbnails: bool = Tru
         infer_schema=False,
         response_format="content_and_artifact",
         handle_tool_error=True,
-        handle_validation_error=_validation_message,
+        handle_validation_error=error_line,
     )
 
 

@@ -17,22 +17,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from sevila_tools.agents.toolset import (  # noqa: F401 - re-exported: the tool list lives in toolset
-    SMALL_FRAME_LIST,
-    SPECS,
-    TOOL_SPECS,
-    ToolSpec,
-    describe_error,  # the old name of errors.error_line
-    summarize_localize,
-    summary_json,
-)
+from sevila_tools.agents.toolset import SPECS, ToolSpec
 from sevila_tools.errors import InputError, error_line
-from sevila_tools.schemas import (  # noqa: F401 - re-exported for agent code written against this module
-    DEFAULT_MODEL,
-    RANDOM_WEIGHTS_NOTICE,
-    VideoAnswerResult,
-    VideoQuestionRequest,
-)
+from sevila_tools.schemas import DEFAULT_MODEL, VideoAnswerResult, weights_notice
 
 log = logging.getLogger("sevila_tools.agents")
 
@@ -107,8 +94,8 @@ class ToolService:
                     self.model, self.checkpoint, device=self.device, trust_checkpoint=self.trust_checkpoint
                 )
                 self.loads += 1
-                if self._runtime.random_weights:
-                    log.warning("%s", RANDOM_WEIGHTS_NOTICE)
+                if notice := weights_notice(self._runtime.random_weights):
+                    log.warning("%s", notice)
                 log.info("model ready on %s", self._runtime.device)
             self._chain = SevilaChain(
                 self._runtime, decoder=self.decoder, store=MemoryStore(self.cache_items), prompts=self.prompts

@@ -13,7 +13,6 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from sevila_tools.errors import error_line
 from sevila_tools.prompts import LETTERS
 from sevila_tools.schemas import (
     AnswerRequest,
@@ -37,8 +36,6 @@ from sevila_tools.schemas import (
 
 #: Per-frame rows are sent to the model only up to this many candidate frames (else keyframes only).
 SMALL_FRAME_LIST = 16
-#: one readable line for a tool error (what the agent, the MCP client or the page shows)
-describe_error = error_line
 #: a zero-argument function returning the shared chain (builds it, and loads the model, on first call)
 ChainGetter = Callable[[], Any]
 

@@ -28,14 +28,7 @@ from sevila_tools.frames import (
     to_videoitg,
     write_frames_file,
 )
-
-#: formats whose entries are positions in the annotation file
-POSITIONAL = ("aks", "videoitg")
-
-
-def _cli(**meta: Any) -> dict[str, Any]:
-    """``json_schema_extra`` of a field's command-line form (``docs/cli.md``)."""
-    return {"cli": meta}
+from sevila_tools.schemas import CLI
 
 
 def _check_format(value: str | None) -> str | None:
@@ -50,27 +43,27 @@ class ConvertFramesConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     file: Path = Field(description="frames.jsonl (with --to) or their file (with --from).",
-                       json_schema_extra=_cli(argument=True, metavar="FILE"))
+                       json_schema_extra=CLI(argument=True, metavar="FILE"))
     out: Path = Field(description="The converted file (a folder for AKS, and for VideoITG unless it ends .jsonl).",
-                      json_schema_extra=_cli(flags=["--out"], metavar="PATH"))
+                      json_schema_extra=CLI(flags=["--out"], metavar="PATH"))
     to_format: str | None = Field(None, description="Write this format: aks, bolt, tspo or videoitg.",
-                                  json_schema_extra=_cli(flags=["--to"], metavar="FORMAT"))
+                                  json_schema_extra=CLI(flags=["--to"], metavar="FORMAT"))
     from_format: str | None = Field(None, description="Read this format into frames.jsonl.",
-                                    json_schema_extra=_cli(flags=["--from"], metavar="FORMAT"))
+                                    json_schema_extra=CLI(flags=["--from"], metavar="FORMAT"))
     dataset: str | None = Field(None, description="Dataset of the question ids (required with --from).",
-                                json_schema_extra=_cli(flags=["--dataset", "-d"], metavar="NAME"))
+                                json_schema_extra=CLI(flags=["--dataset", "-d"], metavar="NAME"))
     annotations: Path | None = Field(None, description="Annotation file: the question order of AKS and VideoITG.",
-                                     json_schema_extra=_cli(flags=["--annotations", "-a"], metavar="FILE"))
+                                     json_schema_extra=CLI(flags=["--annotations", "-a"], metavar="FILE"))
     video_map: Path | None = Field(None, description="{video id: path} JSON of the annotations (NExT-QA).",
-                                   json_schema_extra=_cli(metavar="FILE"))
+                                   json_schema_extra=CLI(metavar="FILE"))
     video_ext: str = Field(".mp4", description="Extension appended to video stems.",
-                           json_schema_extra=_cli(metavar="EXT"))
+                           json_schema_extra=CLI(metavar="EXT"))
     fps: float | None = Field(None, gt=0, description="Frame rate that turns frame numbers into times and back.",
-                              json_schema_extra=_cli(metavar="X"))
+                              json_schema_extra=CLI(metavar="X"))
     keyframes: int | None = Field(None, ge=1, description="VideoITG: keep the first K frames of each ranked list.",
-                                  json_schema_extra=_cli(flags=["--keyframes", "-k"], metavar="N"))
+                                  json_schema_extra=CLI(flags=["--keyframes", "-k"], metavar="N"))
     overwrite: bool = Field(False, description="Replace --out when it exists.",
-                            json_schema_extra=_cli(flags=["--overwrite"]))
+                            json_schema_extra=CLI(flags=["--overwrite"]))
 
     @field_validator("to_format", "from_format")
     @classmethod

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sevila_tools.encoding import EncodedVideo
+from sevila_tools.errors import first_line
 from sevila_tools.pipeline import ChainOutput, Pipeline, Query
 
 from .datasets import Sample
@@ -94,9 +95,8 @@ def choice_record(sample: Sample, out: ChainOutput, settings: dict[str, Any]) ->
 
 def error_record(sample: Sample, exc: BaseException, moments_task: bool) -> dict[str, Any]:
     """A record for a question whose video could not be used (never another video's frames)."""
-    text = str(exc).strip()
     qid: Any = int(sample.qid) if moments_task else sample.qid
-    return {"qid": qid, "video": sample.video_id, "error": text.splitlines()[0] if text else repr(exc)}
+    return {"qid": qid, "video": sample.video_id, "error": first_line(exc)}
 
 
 #: the prompt style of moment retrieval (the Localizer asked whether a frame shows the query)

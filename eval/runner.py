@@ -15,11 +15,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sevila_tools.encoding import EncodedVideo, FrameSpec
 from sevila_tools.errors import InputError, SevilaError, VideoError
+from sevila_tools.files import atomic_write_text
 from sevila_tools.pipeline import Query
 from sevila_tools.schemas import (
     DEFAULT_ANSWERER,
+    DEFAULT_KEYFRAMES,
     DEFAULT_SELECTOR,
     ModelOptions,
+    cli_flags,
     weights_notice,
 )
 
@@ -32,7 +35,6 @@ from .records import (
     PREDICTIONS_NAME,
     SHARD_SUFFIX,
     Writer,
-    atomic_write_text,
     compact,
     existing_records,
     is_error,
@@ -50,38 +52,32 @@ SUMMARY_NAME = "summary.json"
 LOG_NAME = "log.txt"
 
 
-def _cli(*flags: str, metavar: str | None = None, **more: Any) -> dict[str, Any]:
-    """``json_schema_extra`` of a field's command-line flags (``docs/cli.md``)."""
-    meta: dict[str, Any] = {"flags": list(flags)} if flags else {}
-    return {"cli": {**meta, **({"metavar": metavar} if metavar else {}), **more}}
-
-
 class RunOptions(ModelOptions):
     """What every dataset run (``sevila eval``, ``sevila ablate``) is configured with: data, output, model,
     decoding and throughput settings."""
 
     model_config = ConfigDict(extra="forbid")
 
-    dataset: str = Field(description="Dataset name.", json_schema_extra=_cli("--dataset", "-d"))
+    dataset: str = Field(description="Dataset name.", json_schema_extra=cli_flags("--dataset", "-d"))
     annotations: Path = Field(description="Official annotation file or SeViLA JSON.",
-                              json_schema_extra=_cli("--annotations", "-a"))
+                              json_schema_extra=cli_flags("--annotations", "-a"))
     out: Path = Field(description="Run folder: predictions.jsonl, summary.json, log.txt.")
     videos: Path | None = Field(None, description="Folder holding the videos.")
     video_map: Path | None = Field(None, description="{video id: relative path} JSON (NExT-QA map file).")
-    video_ext: str = Field(".mp4", description="Extension appended to video stems.", json_schema_extra=_cli(
+    video_ext: str = Field(".mp4", description="Extension appended to video stems.", json_schema_extra=cli_flags(
         metavar="EXT"))
     decoding: Literal["faithful", "teacher_forced"] = Field("faithful", description="Letter decoding rule.")
     limit: int | None = Field(default=None, ge=1, description="Only the first N samples.")
     resume: bool = Field(False, description="Continue the run in --out (same settings only).",
-                         json_schema_extra=_cli("--resume"))
+                         json_schema_extra=cli_flags("--resume"))
     overwrite: bool = Field(False, description="Replace what --out already holds.",
-                            json_schema_extra=_cli("--overwrite"))
+                            json_schema_extra=cli_flags("--overwrite"))
     retry_errors: bool = Field(False, description="With --resume, run the error records again.",
-                               json_schema_extra=_cli("--retry-errors"))
+                               json_schema_extra=cli_flags("--retry-errors"))
     skip_missing: bool = Field(False, description="Go on without missing or unreadable videos.",
-                               json_schema_extra=_cli("--skip-missing"))
+                               json_schema_extra=cli_flags("--skip-missing"))
     batch_size: int = Field(default=8, ge=1, le=1024, description="Questions per model batch.",
-                            json_schema_extra=_cli("--batch-size", "-b"))
+                            json_schema_extra=cli_flags("--batch-size", "-b"))
     cache: bool = Field(True, description="Read and write the feature cache.")
     cache_dir: Path | None = Field(None, description="Feature cache folder (default: $SEVILA_CACHE_DIR or "
                                    "~/.cache/sevila_tools/features).")
@@ -90,34 +86,23 @@ class RunOptions(ModelOptions):
     seed: int = Field(0, description="Seed (recorded; used by random selectors).")
 
 
-class EvalConfig(RunOptions):
-    """Everything that defines one evaluation run (recorded in ``summary.json``).
+class SelectionOptions(RunOptions):
+    """A dataset run with one keyframe selector (``sevila eval``, ``sevila select``): the selector, its options,
+    and how many candidate frames and keyframes."""
 
-    ``out`` is the run folder (``predictions.jsonl``, ``errors.jsonl`` for moment runs, ``settings.json``,
-    ``summary.json``, ``log.txt``). ``frames`` defaults to the dataset's (32; 75 for QVHighlights). ``limit``
-    keeps the first N samples of the annotation file. ``cache_dir=None``: ``$SEVILA_CACHE_DIR`` or
-    ``~/.cache/sevila_tools/features``. ``selector_options``: flat options, each selector takes what it declares.
-    """
-
-    selector: str = Field(DEFAULT_SELECTOR, description="Keyframe selector.", json_schema_extra=_cli(
+    selector: str = Field(DEFAULT_SELECTOR, description="Keyframe selector.", json_schema_extra=cli_flags(
         "--selector", "-s"))
     selector_options: dict[str, Any] = Field(default_factory=dict, description="Selector options by key.")
     frames: int | None = Field(default=None, ge=1, le=256, description="Candidate frames (default: the "
-                               "dataset's, 32 or 75).", json_schema_extra=_cli("--frames", "-n"))
-    keyframes: int = Field(default=4, ge=1, le=64, description="Keyframes kept.",
-                           json_schema_extra=_cli("--keyframes", "-k"))
-    answerer: str = Field(DEFAULT_ANSWERER, description="Answer strategy.")
-    span: SpanConfig = Field(default_factory=SpanConfig, description="Moment windows from frame decisions.",
-                             json_schema_extra=_cli(fields={
-                                 "span_threshold": "Moments: longest run of 'no' frames inside one window."}))
+                               "dataset's, 32 or 75).", json_schema_extra=cli_flags("--frames", "-n"))
+    keyframes: int = Field(default=DEFAULT_KEYFRAMES, ge=1, le=64, description="Keyframes kept per question.",
+                           json_schema_extra=cli_flags("--keyframes", "-k"))
 
     @model_validator(mode="after")
-    def _check(self) -> EvalConfig:
+    def _check_selection(self) -> SelectionOptions:
         self.dataset = self.spec.name
         if self.resume and self.overwrite:
             raise ValueError("--resume and --overwrite exclude each other")
-        if self.is_moments and self.selector != DEFAULT_SELECTOR:
-            raise ValueError(f"{self.dataset} moments come from the Localizer's per-frame scores; leave --selector")
         if not self.is_moments and self.keyframes > self.num_frames:
             raise ValueError(f"keyframes ({self.keyframes}) exceeds frames ({self.num_frames})")
         return self
@@ -138,6 +123,27 @@ class EvalConfig(RunOptions):
     @property
     def is_moments(self) -> bool:
         return self.spec.task == "moments"
+
+
+class EvalConfig(SelectionOptions):
+    """Everything that defines one evaluation run (recorded in ``summary.json``).
+
+    ``out`` is the run folder (``predictions.jsonl``, ``errors.jsonl`` for moment runs, ``settings.json``,
+    ``summary.json``, ``log.txt``). ``frames`` defaults to the dataset's (32; 75 for QVHighlights). ``limit``
+    keeps the first N samples of the annotation file. ``cache_dir=None``: ``$SEVILA_CACHE_DIR`` or
+    ``~/.cache/sevila_tools/features``. ``selector_options``: flat options, each selector takes what it declares.
+    """
+
+    answerer: str = Field(DEFAULT_ANSWERER, description="Answer strategy.")
+    span: SpanConfig = Field(default_factory=SpanConfig, description="Moment windows from frame decisions.",
+                             json_schema_extra=cli_flags(fields={
+                                 "span_threshold": "Moments: longest run of 'no' frames inside one window."}))
+
+    @model_validator(mode="after")
+    def _check(self) -> EvalConfig:
+        if self.is_moments and self.selector != DEFAULT_SELECTOR:
+            raise ValueError(f"{self.dataset} moments come from the Localizer's per-frame scores; leave --selector")
+        return self
 
     @property
     def predictions_path(self) -> Path:

@@ -15,56 +15,26 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field
 
 from sevila_tools.encoding import EncodedVideo
-from sevila_tools.errors import InputError
+from sevila_tools.errors import InputError, first_line
 from sevila_tools.frames import FRAMES_NAME, Candidates, ErrorRecord, FrameRecord, Provenance, dump_record
 from sevila_tools.pipeline import Query
-from sevila_tools.schemas import DEFAULT_ANSWERER, DEFAULT_SELECTOR
+from sevila_tools.schemas import DEFAULT_ANSWERER
 
-from .datasets import DatasetSpec, Sample, get_dataset
+from .datasets import Sample
 from .records import is_error
-from .runner import SUMMARY_NAME, EvalRun, RunOptions
+from .runner import SUMMARY_NAME, EvalRun, SelectionOptions
 
 log = logging.getLogger("sevila_tools.eval")
 
 
-def _cli(*flags: str) -> dict[str, Any]:
-    """``json_schema_extra`` naming a field's command-line flags (``docs/cli.md``)."""
-    return {"cli": {"flags": list(flags)}}
-
-
-class SelectConfig(RunOptions):
+class SelectConfig(SelectionOptions):
     """Everything that defines one ``sevila select`` run (recorded in ``summary.json``); ``out`` is the run folder
     (``frames.jsonl``, ``settings.json``, ``summary.json``, ``log.txt``)."""
 
     out: Path = Field(description="Run folder: frames.jsonl, settings.json, summary.json, log.txt.")
-    selector: str = Field(DEFAULT_SELECTOR, description="Keyframe selector.",
-                          json_schema_extra=_cli("--selector", "-s"))
-    selector_options: dict[str, Any] = Field(default_factory=dict, description="Selector options by key.")
-    frames: int | None = Field(None, ge=1, le=256, description="Candidate frames (default: the dataset's, 32 or 75).",
-                               json_schema_extra=_cli("--frames", "-n"))
-    keyframes: int = Field(4, ge=1, le=64, description="Keyframes kept per question.",
-                           json_schema_extra=_cli("--keyframes", "-k"))
-
-    @model_validator(mode="after")
-    def _check(self) -> SelectConfig:
-        self.dataset = self.spec.name
-        if self.resume and self.overwrite:
-            raise ValueError("--resume and --overwrite exclude each other")
-        if self.keyframes > self.num_frames:
-            raise ValueError(f"keyframes ({self.keyframes}) exceeds frames ({self.num_frames})")
-        return self
-
-    @property
-    def spec(self) -> DatasetSpec:
-        return get_dataset(self.dataset)
-
-    @property
-    def num_frames(self) -> int:
-        """Candidate frames per video (the dataset's default when ``frames`` is unset)."""
-        return self.frames if self.frames is not None else self.spec.default_frames
 
     # what the shared run machinery reads: every dataset is a selection run here, with no Answerer
     is_moments: ClassVar[bool] = False
@@ -157,9 +127,8 @@ class SelectRun(EvalRun):
                 for (s, ev), sel in zip(items, selections, strict=True)]
 
     def error_record(self, sample: Sample, exc: BaseException) -> dict[str, Any]:
-        text = str(exc).strip()
-        line = text.splitlines()[0] if text else repr(exc)
-        rec = ErrorRecord(dataset=sample.dataset, question_id=sample.qid, video=sample.video_id, error=line)
+        rec = ErrorRecord(dataset=sample.dataset, question_id=sample.qid, video=sample.video_id,
+                          error=first_line(exc))
         return dump_record(rec)
 
     def finish(self) -> SelectSummary:  # type: ignore[override]
@@ -178,7 +147,7 @@ class SelectRun(EvalRun):
             summary.errors = sum(1 for q, r in by_qid.items() if q in ids and is_error(r))
         summary.elapsed_s = round(time.perf_counter() - self.t_start, 3)
         if self.dist.main:
-            from .records import atomic_write_text
+            from sevila_tools.files import atomic_write_text
 
             atomic_write_text(self.cfg.out / SUMMARY_NAME, summary.model_dump_json(indent=2) + "\n")
         return summary

@@ -81,6 +81,13 @@ def error_line(exc: BaseException, names: Mapping[str, str] | None = None) -> st
     return text[:500]
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's message (its type's name when the message is empty), for messages that quote
+    a library's error inside a sentence of their own."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def exit_code(exc: BaseException) -> int:
     """The exit status of a command that failed with ``exc``: the error's own, 2 for invalid settings, else 1."""
     from pydantic import ValidationError

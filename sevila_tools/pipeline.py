@@ -52,6 +52,12 @@ def _groups(keys: Sequence[K]) -> dict[K, list[int]]:
     return out
 
 
+def pseudo_labels_of(predictions: Sequence[int], gold: int | None) -> list[str]:
+    """The reverse chain's rule: ``yes`` for a frame iff the Answerer, reading that frame alone, predicted the gold
+    option (``docs/method.md``)."""
+    return ["yes" if p == gold else "no" for p in predictions]
+
+
 class Pipeline:
     """SeViLA's forward and reverse chains over batches, on one runtime and one encoder.
 
@@ -235,4 +241,4 @@ class Pipeline:
         if any(q.answer is None for _, q in items):
             raise InputError("pseudo-labels need the gold answer of every question")
         preds = self.single_frame_predictions(items)
-        return [["yes" if p == q.answer else "no" for p in row] for (_, q), row in zip(items, preds, strict=True)]
+        return [pseudo_labels_of(row, q.answer) for (_, q), row in zip(items, preds, strict=True)]

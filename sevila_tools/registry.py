@@ -20,7 +20,7 @@ from importlib import metadata
 from types import ModuleType
 from typing import Any, Generic, TypeVar
 
-from sevila_tools.errors import InputError
+from sevila_tools.errors import InputError, error_line
 
 T = TypeVar("T")
 log = logging.getLogger("sevila_tools.plugins")
@@ -139,7 +139,7 @@ class Registry(Mapping[str, T], Generic[T]):
             if not isinstance(obj, ModuleType) and not any(v is obj for v in self._items.values()):
                 self.register(obj)
         except Exception as exc:  # noqa: BLE001 - a broken third-party plugin must not break the others
-            self.failed[ep.name] = f"{type(exc).__name__}: {exc}"
+            self.failed[ep.name] = error_line(exc)
             log.warning("%s plugin %r from %s could not be loaded: %s", self.kind, ep.name, where, exc)
             return
         for name, value in self._items.items():

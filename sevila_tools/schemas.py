@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from sevila_tools.prompts import LETTERS, MAX_OPTIONS
 
@@ -16,6 +16,9 @@ DEFAULT_MODEL = "Salesforce/blip2-flan-t5-xl"
 DEFAULT_SELECTOR = "localizer"
 #: the answer strategy a request uses when it names none (SeViLA's multi-frame Answerer)
 DEFAULT_ANSWERER = "concat"
+#: candidate frames and keyframes when a request, run or dataset names none (SeViLA's 32 -> 4)
+DEFAULT_FRAMES = 32
+DEFAULT_KEYFRAMES = 4
 #: the one wording of the random-weights notice (results, tables, logs, the web page)
 RANDOM_WEIGHTS_NOTICE = "RANDOM WEIGHTS (tiny-random preset): scores, answers and metrics are meaningless"
 
@@ -35,6 +38,11 @@ class CLI:
 
     def __call__(self, schema: dict[str, Any]) -> None:
         """Leave the JSON schema as it is."""
+
+
+def cli_flags(*flags: str, metavar: str | None = None, **more: Any) -> CLI:
+    """:class:`CLI` metadata from a field's flags (none: ``--field-name``), metavar and other keys."""
+    return CLI(**({"flags": list(flags)} if flags else {}), **({"metavar": metavar} if metavar else {}), **more)
 
 
 def read_settings(path: Any) -> dict[str, Any]:
@@ -106,10 +114,50 @@ _SELECTOR = CLI(flags=["--selector", "-s"], metavar="NAME", help="Keyframe selec
 _NAME = CLI(metavar="NAME", help="Answer strategy.")
 
 
+# fields and checks that several requests share (each request declares them in its own order)
+def _video() -> Any:
+    return Field(description="Path to a video file (any container ffmpeg reads).", json_schema_extra=_VIDEO)
+
+
+def _start() -> Any:
+    return Field(default=None, ge=0, description="Only use the video from this time (seconds).",
+                 json_schema_extra=_SEC)
+
+
+def _end() -> Any:
+    return Field(default=None, gt=0, description="Only use the video up to this time (seconds).",
+                 json_schema_extra=_SEC)
+
+
+def _choices(**cli: Any) -> Any:
+    return Field(min_length=2, max_length=MAX_OPTIONS, description="Answer options (2 to 5).", **cli)
+
+
+def _decoding() -> Any:
+    return Field(default="faithful", description="Letter decoding rule.")
+
+
+def _answerer() -> Any:
+    return Field(default=DEFAULT_ANSWERER, json_schema_extra=_NAME, description="Answer strategy: concat "
+                 "(SeViLA's multi-frame Answerer) or voting (per-frame majority).")
+
+
+def _not_blank(cls: Any, v: str, info: ValidationInfo) -> str:
+    if not v.strip():
+        raise ValueError(f"{info.field_name} is empty")
+    return v
+
+
+def _ordered_window(self: Any) -> Any:
+    if self.start is not None and self.end is not None and self.start >= self.end:
+        raise ValueError(f"start ({self.start}) must be before end ({self.end})")
+    return self
+
+
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    video: str = Field(description="Path to a video file (any container ffmpeg reads).", json_schema_extra=_VIDEO)
+    video: str = _video()
     question: str = Field(description="The question about the video.",
                           json_schema_extra=CLI(argument=True, metavar="QUESTION"))
     options: list[str] = Field(
@@ -118,18 +166,11 @@ class _Request(BaseModel):
         description="Answer options (at most 5), without letters.",
         json_schema_extra=_OPTION,
     )
-    start: float | None = Field(
-        default=None, ge=0, description="Only use the video from this time (seconds).", json_schema_extra=_SEC
-    )
-    end: float | None = Field(default=None, gt=0, description="Only use the video up to this time (seconds).",
-                              json_schema_extra=_SEC)
+    start: float | None = _start()
+    end: float | None = _end()
 
-    @field_validator("question")
-    @classmethod
-    def _question(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("question is empty")
-        return v
+    _question = field_validator("question")(_not_blank)
+    _window = model_validator(mode="after")(_ordered_window)
 
     @field_validator("options")
     @classmethod
@@ -138,19 +179,14 @@ class _Request(BaseModel):
             raise ValueError("options must be non-empty strings")
         return v
 
-    @model_validator(mode="after")
-    def _window(self) -> _Request:
-        if self.start is not None and self.end is not None and self.start >= self.end:
-            raise ValueError(f"start ({self.start}) must be before end ({self.end})")
-        return self
-
 
 class LocalizeRequest(_Request):
     """Score sampled frames for "does this frame answer the question?" and keep the top ones."""
 
-    num_frames: int = Field(default=32, ge=1, le=256, description="Candidate frames sampled uniformly.",
+    num_frames: int = Field(default=DEFAULT_FRAMES, ge=1, le=256, description="Candidate frames sampled uniformly.",
                             json_schema_extra=_FRAMES)
-    num_keyframes: int = Field(default=4, ge=1, le=64, description="Keyframes to keep.", json_schema_extra=_KEYFRAMES)
+    num_keyframes: int = Field(default=DEFAULT_KEYFRAMES, ge=1, le=64, description="Keyframes to keep.",
+                               json_schema_extra=_KEYFRAMES)
     selector: str = Field(default=DEFAULT_SELECTOR, description="Keyframe selector (see list_selectors).",
                           json_schema_extra=_SELECTOR)
     answer: int | None = Field(
@@ -171,8 +207,7 @@ class LocalizeRequest(_Request):
 class AnswerRequest(_Request):
     """Answer a multiple-choice question from frames (uniform, or at given timestamps)."""
 
-    options: list[str] = Field(min_length=2, max_length=MAX_OPTIONS, description="Answer options (2 to 5).",
-                               json_schema_extra=_OPTION)
+    options: list[str] = _choices(json_schema_extra=_OPTION)
     num_frames: int = Field(
         default=4, ge=1, le=64, description="Frames sampled uniformly when no timestamps.", json_schema_extra=_FRAMES
     )
@@ -180,35 +215,22 @@ class AnswerRequest(_Request):
         default=None, description="Read the frames at these times (seconds).",
         json_schema_extra=CLI(flags=["--at"], metavar="SEC"),
     )
-    decoding: Literal["faithful", "teacher_forced"] = Field(
-        default="faithful", description="Letter decoding rule."
-    )
-    answerer: str = Field(
-        default=DEFAULT_ANSWERER,
-        description="Answer strategy: concat (SeViLA's multi-frame Answerer) or voting (per-frame majority).",
-        json_schema_extra=_NAME,
-    )
+    decoding: Literal["faithful", "teacher_forced"] = _decoding()
+    answerer: str = _answerer()
 
 
 class ForwardRequest(LocalizeRequest):
     """The forward chain: a selector picks keyframes, the Answerer reads them together."""
 
-    options: list[str] = Field(min_length=2, max_length=MAX_OPTIONS, description="Answer options (2 to 5).",
-                               json_schema_extra=_OPTION)
-    decoding: Literal["faithful", "teacher_forced"] = Field(
-        default="faithful", description="Letter decoding rule."
-    )
-    answerer: str = Field(
-        default=DEFAULT_ANSWERER,
-        description="Answer strategy: concat (SeViLA's multi-frame Answerer) or voting (per-frame majority).",
-        json_schema_extra=_NAME,
-    )
+    options: list[str] = _choices(json_schema_extra=_OPTION)
+    decoding: Literal["faithful", "teacher_forced"] = _decoding()
+    answerer: str = _answerer()
 
 
 class PseudoLabelRequest(_Request):
     """Reverse chain: label each sampled frame yes/no by whether the Answerer gets the gold answer from it."""
 
-    options: list[str] = Field(min_length=2, max_length=MAX_OPTIONS, description="Answer options (2 to 5).")
+    options: list[str] = _choices()
     answer: int = Field(ge=0, lt=MAX_OPTIONS, description="Index of the gold option.")
     num_frames: int = Field(default=4, ge=1, le=256, description="Frames to label (training uses 4).")
     sampling: Literal["uniform", "random"] = Field(
@@ -287,7 +309,7 @@ class AnswerResult(BaseModel):
     frame_indices: list[int]
     frame_times: list[float]
     decoding: str
-    answerer: str = "concat"
+    answerer: str = DEFAULT_ANSWERER
     step0_token: str | None = Field(
         default=None, description="Greedy decoder token at step 0 (normally '▁Option')."
     )
@@ -335,8 +357,8 @@ class ForwardResult(BaseModel):
 class AskRequest(_Request):
     """Open-ended question: free text generated by the Answerer from the keyframes."""
 
-    num_frames: int = Field(default=32, ge=1, le=256, description="Candidate frames sampled uniformly.")
-    num_keyframes: int = Field(default=4, ge=1, le=64, description="Keyframes read by the Answerer.")
+    num_frames: int = Field(default=DEFAULT_FRAMES, ge=1, le=256, description="Candidate frames sampled uniformly.")
+    num_keyframes: int = Field(default=DEFAULT_KEYFRAMES, ge=1, le=64, description="Keyframes read by the Answerer.")
     selector: str = Field(default=DEFAULT_SELECTOR, description="Keyframe selector (see list_selectors).")
     max_new_tokens: int = Field(default=30, ge=1, le=128, description="Length limit of the answer.")
 
@@ -357,30 +379,18 @@ class MomentsRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    video: str = Field(description="Path to a video file (any container ffmpeg reads).", json_schema_extra=_VIDEO)
+    video: str = _video()
     query: str = Field(description="What to look for, in words (e.g. 'a chef slices onions').",
                        json_schema_extra=CLI(argument=True, metavar="QUERY"))
     num_frames: int = Field(default=75, ge=2, le=256, description="Frames scored (75 = one per 2 s of 150 s).",
                             json_schema_extra=_FRAMES)
-    start: float | None = Field(default=None, ge=0, description="Only use the video from this time (seconds).",
-                                json_schema_extra=_SEC)
-    end: float | None = Field(default=None, gt=0, description="Only use the video up to this time (seconds).",
-                              json_schema_extra=_SEC)
+    start: float | None = _start()
+    end: float | None = _end()
     max_windows: int = Field(default=10, ge=1, le=50, description="Ranked windows to return.")
     span_threshold: int = Field(default=6, ge=0, description="Longest run of 'no' frames bridged inside a window.")
 
-    @field_validator("query")
-    @classmethod
-    def _query(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("query is empty")
-        return v
-
-    @model_validator(mode="after")
-    def _window(self) -> MomentsRequest:
-        if self.start is not None and self.end is not None and self.start >= self.end:
-            raise ValueError(f"start ({self.start}) must be before end ({self.end})")
-        return self
+    _query = field_validator("query")(_not_blank)
+    _window = model_validator(mode="after")(_ordered_window)
 
 
 class FrameDecision(BaseModel):

@@ -12,7 +12,9 @@ import os
 from pathlib import Path
 
 import pytest
-import suite_order
+
+pytest.register_assert_rewrite("training_support")  # its helpers assert, and several test modules import it
+import suite_order  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -96,12 +98,6 @@ def real_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def shared_data(real_data: Path) -> Path:
-    """Former name of :func:`real_data`, kept while tests migrate."""
-    return real_data
-
-
-@pytest.fixture(scope="session")
 def tiny_runtime():
     """The seeded tiny random SeViLA runtime on CPU (shared by the whole session; never mutate it)."""
     from sevila_tools.loading import load_runtime
@@ -118,9 +114,27 @@ def video_file(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def scene_video(tmp_path_factory) -> Path:
-    """Four solid-colour scenes of 30 frames each (red, green, blue, white)."""
-    from sevila_tools.synthetic import make_scene_video
+def real_bpe_clip(real_data: Path):
+    """``(model, tokenizer)``: a seeded tiny random CLIP (width 32, projection 16) over the real CLIP BPE
+    tokenizer's 49,408-token vocabulary (never mutate the model)."""
+    import torch
+    from transformers import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPVisionConfig
 
-    scenes = [(30, (255, 0, 0)), (30, (0, 255, 0)), (30, (0, 0, 255)), (30, (255, 255, 255))]
-    return make_scene_video(tmp_path_factory.mktemp("scenes") / "scenes.mp4", scenes=scenes, fps=30)
+    from sevila_tools.selectors.clip_models import clip_tokenizer_from_bpe
+
+    tok = clip_tokenizer_from_bpe(real_data / "clip" / "bpe_simple_vocab_16e6.txt.gz")
+    small = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2}
+    text = CLIPTextConfig(vocab_size=49408, bos_token_id=49406, eos_token_id=49407, pad_token_id=49407, **small)
+    vision = CLIPVisionConfig(image_size=224, patch_size=32, **small)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = CLIPModel(CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=16))
+    return model.eval(), tok
+
+
+@pytest.fixture(scope="module")
+def train_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The training tests' scene videos and annotations (``training_support.make_data``), one folder per module."""
+    from training_support import make_data
+
+    return make_data(tmp_path_factory.mktemp("train"))

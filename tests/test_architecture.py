@@ -15,7 +15,8 @@ ROOTS = {"sevila_tools": "sevila_tools", "cli": "sevila_tools.cli", "eval": "sev
          "agents": "sevila_tools.agents", "benchmarks": "sevila_tools.benchmarks"}
 #: lower layers first; a module may import its own layer and the layers below it, never above
 LAYERS: list[tuple[str, ...]] = [
-    ("errors", "registry", "prompts", "schemas", "timing", "provenance", "progress", "synthetic", "frames"),
+    ("errors", "registry", "prompts", "schemas", "timing", "provenance", "progress", "synthetic", "frames",
+     "files"),
     ("video",),
     ("modeling", "tiny", "runtime", "checkpoint", "loading"),
     ("encoding",),
@@ -157,3 +158,14 @@ def test_no_plugin_name_is_compared_as_a_string_outside_its_module():
                 if owner not in path.stem and owner not in module:
                     hits.append(f"{path.relative_to(REPO)}:{i}: {line.strip()}")
     assert hits == []
+
+
+def test_the_random_weights_notice_is_worded_once():
+    """Every result, log line, table and page gets the notice from ``schemas.weights_notice``; no module words it
+    again."""
+    from sevila_tools.schemas import RANDOM_WEIGHTS_NOTICE, weights_notice
+
+    assert weights_notice(True) == RANDOM_WEIGHTS_NOTICE and weights_notice(False) is None
+    worded = [str(p.relative_to(REPO)) for p in MODULES.values() if re.search(r"RANDOM WEIGHTS|meaningless",
+                                                                             p.read_text())]
+    assert worded == ["sevila_tools/schemas.py"]

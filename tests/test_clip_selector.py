@@ -265,8 +265,8 @@ def test_load_clip_local_folder_roundtrip(tiny, tmp_path):
         load_clip(tmp_path / "config.json")  # a file, not a folder
 
 
-def test_real_bpe_tokenizer(shared_data):
-    tok = clip_tokenizer_from_bpe(shared_data / "clip" / "bpe_simple_vocab_16e6.txt.gz")
+def test_real_bpe_tokenizer(real_data):
+    tok = clip_tokenizer_from_bpe(real_data / "clip" / "bpe_simple_vocab_16e6.txt.gz")
     assert len(tok) == 49408
     assert tok.bos_token_id == 49406 and tok.eos_token_id == 49407 and tok.pad_token_id == 49407
     assert tok.convert_ids_to_tokens(49406) == "<|startoftext|>"
@@ -281,33 +281,9 @@ def test_real_bpe_tokenizer(shared_data):
     assert batch.input_ids[0][-1] == 49407 and batch.attention_mask[0] == [1, 1, 1, 1, 0, 0, 0]
 
 
-def test_real_bpe_tokenizer_with_tiny_clip_selector(shared_data, video):
-    from transformers import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPVisionConfig
-
-    tok = clip_tokenizer_from_bpe(shared_data / "clip" / "bpe_simple_vocab_16e6.txt.gz")
-    torch.manual_seed(0)
-    text = CLIPTextConfig(
-        vocab_size=49408,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        bos_token_id=49406,
-        eos_token_id=49407,
-        pad_token_id=49407,
-    )
-    vision = CLIPVisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        image_size=224,
-        patch_size=32,
-    )
-    model = CLIPModel(
-        CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=16)
-    )
-    s = CLIPSelector(model.eval(), tok, pixels="sevila_224").select(_inp(video), 4)
+def test_real_bpe_tokenizer_with_tiny_clip_selector(real_bpe_clip, video):
+    model, tok = real_bpe_clip
+    s = CLIPSelector(model, tok, pixels="sevila_224").select(_inp(video), 4)
     ref = _independent_scores(model, tok, preprocess(video[1].frames).float(), " ".join([QUESTION, *OPTIONS]))
     np.testing.assert_allclose(s.candidate_scores, ref, atol=1e-5)
 

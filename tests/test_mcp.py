@@ -19,7 +19,8 @@ from mcp.client.stdio import stdio_client
 from typer.testing import CliRunner
 
 from sevila_tools.agents.mcp_server import create_server
-from sevila_tools.agents.service import SPECS, ToolService
+from sevila_tools.agents.service import ToolService
+from sevila_tools.agents.toolset import SPECS
 from sevila_tools.chain import SevilaChain
 from sevila_tools.synthetic import make_scene_video, make_video
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 pytest.register_assert_rewrite("training_support")
-from training_support import OPTIONS, QUESTION, TINY, cli, fresh_runtime, make_data  # noqa: E402
+from training_support import OPTIONS, QUESTION, TINY, cli, fresh_runtime  # noqa: E402
 
 from sevila_tools.eval.datasets import load_annotations  # noqa: E402
 from sevila_tools.eval.scorers import frame_accuracy  # noqa: E402
@@ -25,25 +25,19 @@ from sevila_tools.video import sample_frames  # noqa: E402
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models run faster on one thread
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    """The training tests' scene videos and annotations (``training_support.make_data``)."""
-    return make_data(tmp_path_factory.mktemp("train"))
-
-
-def test_oracle_answers_4_uniform_frames_and_reports_avg_acc(data, tmp_path):
+def test_oracle_answers_4_uniform_frames_and_reports_avg_acc(train_data, tmp_path):
     """``sevila eval -s oracle`` with --frames 32 decodes the paper's 4 uniform frames (official frameqa), is
     right iff one of them alone is right, and reports avg_acc = right (question, frame) pairs / all pairs."""
     out = tmp_path / "o"
-    res = json.loads(cli("eval", "-d", "nextqa", "--annotations", str(data / "ann.json"), "--videos",
-                         str(data / "videos"), *TINY, "-s", "oracle", "--frames", "32", "--out", str(out),
+    res = json.loads(cli("eval", "-d", "nextqa", "--annotations", str(train_data / "ann.json"), "--videos",
+                         str(train_data / "videos"), *TINY, "-s", "oracle", "--frames", "32", "--out", str(out),
                          "--no-cache", "--json").stdout)
     assert res["config"]["frames_decoded_per_video"] == 4 and res["config"]["frames"] == 32
     records = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
     rt = fresh_runtime()
     right = pairs = correct = 0
     for rec in records:  # independent: 4 uniform frames, each answered alone (faithful decoding)
-        fr = sample_frames(str(data / "videos" / f"{rec['video']}.mp4"), 4)
+        fr = sample_frames(str(train_data / "videos" / f"{rec['video']}.mp4"), 4)
         preds = rt.frame_answers(rt.vit(fr.frames)[None], [answerer_prompt(QUESTION, OPTIONS)], 3, "faithful").predictions
         assert rec["frame_predictions"] == preds and len(rec["keyframe_idx"]) == 4
         assert sorted(rec["keyframe_idx"]) == rec["keyframe_idx"] and set(rec["keyframe_idx"]) <= set(fr.indices)
@@ -53,18 +47,19 @@ def test_oracle_answers_4_uniform_frames_and_reports_avg_acc(data, tmp_path):
     assert res["metrics"]["headline"]["value"] == pytest.approx(100 * right / len(records), abs=0.01)
     assert res["metrics"]["single_frame"]["avg_acc"] == float(f"{100 * correct / pairs:.2f}")
     assert single_frame_accuracy([{"answer": 1, "frame_predictions": [1, 0, 1, 2]}])["avg_acc"] == 50.0
-    other = json.loads(cli("eval", "-d", "nextqa", "--annotations", str(data / "ann.json"), "--videos",
-                           str(data / "videos"), *TINY, "-s", "oracle", "--frames", "8", "--selector-option", "oracle_frames=0",
+    other = json.loads(cli("eval", "-d", "nextqa", "--annotations", str(train_data / "ann.json"), "--videos",
+                           str(train_data / "videos"), *TINY, "-s", "oracle", "--frames", "8",
+                           "--selector-option", "oracle_frames=0",
                            "--out", str(tmp_path / "o8"), "--no-cache", "--json").stdout)
     assert other["config"]["frames_decoded_per_video"] == 8
 
 
 @pytest.fixture(scope="module")
-def qvh(data, tmp_path_factory) -> Path:
+def qvh(train_data, tmp_path_factory) -> Path:
     """Two queries: one on a 60-frame video, one on a 6-frame video (so 16 frames are padded duplicates)."""
     d = tmp_path_factory.mktemp("qvh")
     make_scene_video(d / "short.mp4", [(3, (220, 30, 30)), (3, (30, 30, 220))], fps=30)
-    (d / "v0.mp4").symlink_to(data / "videos" / "v0.mp4")
+    (d / "v0.mp4").symlink_to(train_data / "videos" / "v0.mp4")
     hl = {"duration": 2, "relevant_clip_ids": [0], "saliency_scores": [[4, 3, 2]]}
     lines = [{"qid": 1, "query": "a red square", "vid": "v0", "relevant_windows": [[0, 0.5]], **hl},
              {"qid": 2, "query": "a red square", "vid": "short", "relevant_windows": [[0, 0.0667]], **hl}]

@@ -15,18 +15,18 @@ from training_support import (  # noqa: E402
     TINY,
     cli,
     fresh_runtime,
-    make_data,
     part,
     runner,
     same,
     samples_of,
     snapshot,
+    tiny_blip2_folder,
 )
 
 from sevila_tools.cli.app import app  # noqa: E402
 from sevila_tools.errors import InputError  # noqa: E402
 from sevila_tools.loading import load_runtime  # noqa: E402
-from sevila_tools.tiny import tiny_model, tiny_tokenizer  # noqa: E402
+from sevila_tools.tiny import tiny_model  # noqa: E402
 from sevila_tools.training import (  # noqa: E402
     SelfRefineRun,
     SelfRefineRunConfig,
@@ -44,17 +44,11 @@ from sevila_tools.training import (  # noqa: E402
 )
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models run faster on one thread
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    """The training tests' scene videos and annotations (``training_support.make_data``)."""
-    return make_data(tmp_path_factory.mktemp("train"))
 SMALL = {"epochs": 1, "batch_size": 2, "global_batch": 2, "lr": 3e-2, "min_lr": 3e-2, "warmup_steps": 0}
 
 
-def base(data: Path) -> list[str]:
-    return ["-d", "nextqa", "--annotations", str(data / "ann.json"), "--videos", str(data / "videos"), *TINY]
+def base(train_data: Path) -> list[str]:
+    return ["-d", "nextqa", "--annotations", str(train_data / "ann.json"), "--videos", str(train_data / "videos"), *TINY]
 
 
 def as_localizer(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -65,11 +59,11 @@ def as_localizer(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 # ------------------------------------------------------------------------------------------------ Python = CLI
-def test_python_run_gives_the_commands_summary_metrics(data, tmp_path):
-    cli("refine", *base(data), "--labels", str(data / "labels.jsonl"), "--out", str(tmp_path / "cli"), "--epochs", "2",
-        "--batch-size", "2", "global_batch=2", *FAST)
-    cfg = TrainRunConfig(task="refine", dataset="nextqa", annotations=data / "ann.json", videos=data / "videos",
-                         out=tmp_path / "py", labels=data / "labels.jsonl", model="tiny-random", device="cpu",
+def test_python_run_gives_the_commands_summary_metrics(train_data, tmp_path):
+    cli("refine", *base(train_data), "--labels", str(train_data / "labels.jsonl"), "--out", str(tmp_path / "cli"),
+        "--epochs", "2", "--batch-size", "2", "global_batch=2", *FAST)
+    cfg = TrainRunConfig(task="refine", dataset="nextqa", annotations=train_data / "ann.json", videos=train_data / "videos",
+                         out=tmp_path / "py", labels=train_data / "labels.jsonl", model="tiny-random", device="cpu",
                          hparams={**SMALL, "epochs": 2})
     result = run_train(cfg, progress=False)
     one, two = (json.loads((tmp_path / d / "summary.json").read_text()) for d in ("cli", "py"))
@@ -82,10 +76,11 @@ def test_python_run_gives_the_commands_summary_metrics(data, tmp_path):
     assert hp1 == hp2
 
 
-def test_config_file_and_key_value_overrides(data, tmp_path):
+def test_config_file_and_key_value_overrides(train_data, tmp_path):
     file = tmp_path / "ft.yaml"
-    file.write_text(f"dataset: nextqa\nannotations: {data / 'ann.json'}\nvideos: {data / 'videos'}\nmodel: tiny-random\n"
-                    f"device: cpu\nout: {tmp_path / 'ft'}\nlimit: 2\nnum_frames: 8\nnum_keyframes: 2\nlr: 0.01\n"
+    file.write_text(f"dataset: nextqa\nannotations: {train_data / 'ann.json'}\nvideos: {train_data / 'videos'}\n"
+                    f"model: tiny-random\ndevice: cpu\nout: {tmp_path / 'ft'}\nlimit: 2\nnum_frames: 8\n"
+                    "num_keyframes: 2\nlr: 0.01\n"
                     "hparams: {batch_size: 2, global_batch: 2}\n")
     res = json.loads(cli("finetune", "--config", str(file), "epochs=1", "warmup_steps=0", "--quiet", "--json").stdout)
     hp = res["hparams"]
@@ -94,18 +89,18 @@ def test_config_file_and_key_value_overrides(data, tmp_path):
     assert (cfg.limit, cfg.out, cfg.hparams["seed"], cfg.hparams["lr"]) == (1, tmp_path / "x", 3, 0.01)
     bad = runner.invoke(app, ["finetune", "--config", str(file), "epoch=2", "--quiet"])
     assert bad.exit_code == 2 and "did you mean epochs" in bad.stderr
-    missing = runner.invoke(app, ["finetune", *TINY, "--annotations", str(data / "ann.json"), "--out", str(tmp_path)])
+    missing = runner.invoke(app, ["finetune", *TINY, "--annotations", str(train_data / "ann.json"), "--out", str(tmp_path)])
     assert missing.exit_code == 2 and "--dataset" in missing.stderr and len(missing.stderr.strip().splitlines()) == 1
 
 
 # ------------------------------------------------------------------------------------------------ where the Localizer starts
-def test_refine_starts_from_the_base_qformer_whatever_answerer_is_loaded(data, tmp_path):
+def test_refine_starts_from_the_base_qformer_whatever_answerer_is_loaded(train_data, tmp_path):
     rt = fresh_runtime()
     with torch.no_grad():
         for p in rt.model.qformer.parameters():
             p.add_(0.25)  # a fine-tuned Answerer, as after `sevila finetune`
     tuned = snapshot(rt.model)
-    trainer = Trainer(rt, samples_of(data), resolve_config("refine", "nextqa", overrides=SMALL), tmp_path / "r",
+    trainer = Trainer(rt, samples_of(train_data), resolve_config("refine", "nextqa", overrides=SMALL), tmp_path / "r",
                       progress=False)
     assert trainer.cfg.init == "base"  # the recipe default (official load_qformer_loc())
     trainer.setup()
@@ -114,7 +109,7 @@ def test_refine_starts_from_the_base_qformer_whatever_answerer_is_loaded(data, t
     assert same(start, as_localizer(part(snapshot(tiny_model()), "answerer")))
     assert not same(start, as_localizer(part(tuned, "answerer")))
     assert trainer.sources["localizer"] == "base Q-Former of tiny-random (seeded)"
-    copy = Trainer(rt, samples_of(data), resolve_config("refine", "nextqa", overrides={**SMALL, "init": "answerer-copy"}),
+    copy = Trainer(rt, samples_of(train_data), resolve_config("refine", "nextqa", overrides={**SMALL, "init": "answerer-copy"}),
                    tmp_path / "c", progress=False)
     copy.setup()
     copy.init_branch()
@@ -123,18 +118,9 @@ def test_refine_starts_from_the_base_qformer_whatever_answerer_is_loaded(data, t
 
 def test_base_qformer_is_read_from_a_blip2_folder(tmp_path):
     """The HF BLIP-2 layout: Q-Former, query tokens, projection and post_layernorm (= LAVIS ln_vision)."""
-    from transformers import Blip2ForConditionalGeneration
-
     from sevila_tools.training import load_base_localizer
 
-    torch.manual_seed(1)
-    hf = Blip2ForConditionalGeneration(tiny_model().config)
-    with torch.no_grad():
-        hf.vision_model.post_layernorm.weight.normal_()
-        hf.language_model.encoder.embed_tokens = hf.language_model.shared
-        hf.language_model.decoder.embed_tokens = hf.language_model.shared
-    hf.save_pretrained(tmp_path / "blip2")
-    tiny_tokenizer().save_pretrained(tmp_path / "blip2")
+    hf = tiny_blip2_folder(tmp_path / "blip2", seed=1)
     rt = load_runtime(str(tmp_path / "blip2"), checkpoint="none", device="cpu")
     with torch.no_grad():
         rt.model.qformer.encoder.layer[0].attention.output.dense.weight.mul_(3.0)
@@ -151,26 +137,27 @@ def test_base_qformer_is_read_from_a_blip2_folder(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ self-refinement
-def sr_config(data: Path, out: Path, **kw) -> SelfRefineRunConfig:
+def sr_config(train_data: Path, out: Path, **kw) -> SelfRefineRunConfig:
     hp = {**SMALL, "augment": False, "frozen_dropout": False, "finetune.num_frames": 8, "num_keyframes": 2,
           "val_frames": 8, "pretrain.val_frames": 8, **kw.pop("hparams", {})}
-    return SelfRefineRunConfig(dataset="nextqa", annotations=data / "ann.json", videos=data / "videos", out=out,
+    return SelfRefineRunConfig(dataset="nextqa", annotations=train_data / "ann.json", videos=train_data / "videos", out=out,
                                model="tiny-random", device="cpu", limit=2, hparams=hp, **kw)
 
 
-def test_self_refine_runs_the_papers_order(data, tmp_path):
+def test_self_refine_runs_the_papers_order(train_data, tmp_path):
     """pre-train (validated, best kept) -> labels from the zero-shot Answerer -> refine the pre-trained
     Localizer -> fine-tune the Answerer on the refined Localizer's keyframes."""
     out = tmp_path / "sr"
-    cfg = sr_config(data, out, pretrain_annotations=data / "qvh.jsonl", pretrain_val_annotations=data / "qvh.jsonl",
-                    val_annotations=data / "ann.json")
+    qvh = train_data / "qvh.jsonl"
+    cfg = sr_config(train_data, out, pretrain_annotations=qvh, pretrain_val_annotations=qvh,
+                    val_annotations=train_data / "ann.json")
     res = run_self_refine(cfg, progress=False)
     it = res.iterations[0]
     assert res.order == "paper" and it["order"] == ["pretrain", "labels", "refine", "finetune"] and res.complete
     assert it["pretrain"]["best"] is not None and it["pretrain"]["weights"].endswith("checkpoint_best.pth")
     # the labels are the zero-shot Answerer's: the same file from a fresh model
     refine_cfg = SelfRefineRun(cfg).stage_configs()["refine"]
-    pseudo_label(fresh_runtime(), samples_of(data)[:2], tmp_path / "zero", refine_cfg, progress_bar=False)
+    pseudo_label(fresh_runtime(), samples_of(train_data)[:2], tmp_path / "zero", refine_cfg, progress_bar=False)
     mine = read_labels(out / "iter_1" / "labels" / "pseudo_labels.jsonl")
     assert mine == read_labels(tmp_path / "zero" / "pseudo_labels.jsonl")
     ref = read_training_checkpoint(out / "iter_1" / "refine" / "checkpoint.pth")
@@ -184,9 +171,9 @@ def test_self_refine_runs_the_papers_order(data, tmp_path):
     assert res.checkpoint == it["finetune"]["weights"] and it["validation"] == it["finetune"]["final_validation"]
 
 
-def test_self_refine_readme_order_is_an_option(data, tmp_path):
+def test_self_refine_readme_order_is_an_option(train_data, tmp_path):
     out = tmp_path / "rd"
-    res = run_self_refine(sr_config(data, out, order="readme"), progress=False)
+    res = run_self_refine(sr_config(train_data, out, order="readme"), progress=False)
     it = res.iterations[0]
     assert it["order"] == ["finetune", "labels", "refine"] and res.checkpoint == it["refine"]["weights"]
     ft = read_training_checkpoint(out / "iter_1" / "finetune" / "checkpoint.pth")
@@ -195,20 +182,20 @@ def test_self_refine_readme_order_is_an_option(data, tmp_path):
     assert not same(part(ft["model"], "answerer"), part(snapshot(fresh_runtime().model), "answerer"))
 
 
-def test_self_refine_stage_overrides(data, tmp_path):
-    cfgs = SelfRefineRun(sr_config(data, tmp_path, hparams={"refine.init": "base", "finetune.lr": 1e-4})).stage_configs()
+def test_self_refine_stage_overrides(train_data, tmp_path):
+    cfgs = SelfRefineRun(sr_config(train_data, tmp_path, hparams={"refine.init": "base", "finetune.lr": 1e-4})).stage_configs()
     assert (cfgs["refine"].init, cfgs["finetune"].lr, cfgs["pretrain"].lr) == ("base", 1e-4, 3e-2)
     assert cfgs["pretrain"].dataset == "qvhighlights" and cfgs["finetune"].num_frames == 8
     assert {"option": "init", "official": "base", "used": "checkpoint"} in SelfRefineRun(
-        sr_config(data, tmp_path)).stage_configs()["refine"].deviations()
+        sr_config(train_data, tmp_path)).stage_configs()["refine"].deviations()
     with pytest.raises(InputError, match="unknown stage 'answer'"):
-        SelfRefineRun(sr_config(data, tmp_path, hparams={"answer.lr": 1.0})).stage_configs()
+        SelfRefineRun(sr_config(train_data, tmp_path, hparams={"answer.lr": 1.0})).stage_configs()
     with pytest.raises(InputError, match="each stage's own recipe"):
-        SelfRefineRun(sr_config(data, tmp_path, recipe="refine-nextqa")).stage_configs()
+        SelfRefineRun(sr_config(train_data, tmp_path, recipe="refine-nextqa")).stage_configs()
 
 
 # ------------------------------------------------------------------------------------------------ warnings and hints
-def test_a_run_that_cannot_learn_warns_once(data, tmp_path):
+def test_a_run_that_cannot_learn_warns_once(train_data, tmp_path):
     layout = batch_layout(8, 1, global_batch=64, reference_processes=4)
     line = learning_warning(16, layout, 1, 3e-5, 0.0, 1e-8, 500)
     assert line is not None and line.startswith("warning: this run cannot learn: 1 optimizer step ")
@@ -218,15 +205,15 @@ def test_a_run_that_cannot_learn_warns_once(data, tmp_path):
     assert learning_warning(16, batch_layout(2, 1, global_batch=2), 1, 3e-5, 0.0, 1e-8, 0) is None  # 8 steps
     assert learning_warning(16, layout, 2, 3e-5, 0.0, 1e-8, 500) is None  # epoch 2 runs the cosine at lr / 2
     assert learning_warning(6400, layout, 1, 3e-5, 0.0, 1e-8, 500) is None  # 100 steps reach 6e-6
-    res = cli("finetune", *base(data), "--out", str(tmp_path / "w"), "--limit", "2", "--epochs", "1", "--frames", "8",
+    res = cli("finetune", *base(train_data), "--out", str(tmp_path / "w"), "--limit", "2", "--epochs", "1", "--frames", "8",
               "--keyframes", "2", "--quiet", "--json")
     warned = [x for x in res.stderr.splitlines() if x.startswith("warning:")]
     assert len(warned) == 1 and "1 optimizer step (2 questions, global batch 64, 1 epoch)" in warned[0]
     assert json.loads(res.stdout)["warnings"] == warned
 
 
-def test_missing_videos_error_says_how_to_fix_it(data, tmp_path):
-    args = ["refine", "-d", "nextqa", "--annotations", str(data / "ann.json"), *TINY, "--out", str(tmp_path / "m")]
+def test_missing_videos_error_says_how_to_fix_it(train_data, tmp_path):
+    args = ["refine", "-d", "nextqa", "--annotations", str(train_data / "ann.json"), *TINY, "--out", str(tmp_path / "m")]
     res = runner.invoke(app, args)
     assert res.exit_code != 0 and len(res.stderr.strip().splitlines()) == 1
     assert "4 of 4 videos missing" in res.stderr and "pass --videos DIR" in res.stderr

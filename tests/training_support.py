@@ -1,4 +1,5 @@
-"""Shared data and helpers of the training tests: four red/blue scene videos, annotations, a label file.
+"""Shared data and helpers of the training tests: four red/blue scene videos, annotations, a label file, and a
+tiny BLIP-2 folder in the Hugging Face layout (also read by the checkpoint tests).
 
 Test modules import what they use by name and declare their own fixtures over it; this module is never registered
 as a plugin, so nothing here can reach the tests of other modules.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 from typer.testing import CliRunner
@@ -25,6 +27,25 @@ YES_FRAMES = [7, 22, 37, 52]  # red, blue, red, blue (scenes of 15 frames)
 YES_LABELS = ["yes", "no", "yes", "no"]
 FAST = ["--lr", "3e-2", "--min-lr", "3e-2", "--warmup-steps", "0", "--quiet"]
 TINY = ["--model", "tiny-random", "--device", "cpu"]
+
+
+def tiny_blip2_folder(path: Path, seed: int) -> Any:
+    """Save a seeded BLIP-2 of the tiny preset's shapes (a non-trivial post_layernorm, tied T5 embeddings) and the
+    tiny tokenizer as a Hugging Face folder at ``path``; returns the model written."""
+    from transformers import Blip2ForConditionalGeneration
+
+    from sevila_tools.tiny import tiny_model, tiny_tokenizer
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        hf = Blip2ForConditionalGeneration(tiny_model().config)
+        with torch.no_grad():
+            hf.vision_model.post_layernorm.weight.normal_()
+    hf.language_model.encoder.embed_tokens = hf.language_model.shared
+    hf.language_model.decoder.embed_tokens = hf.language_model.shared
+    hf.save_pretrained(path)
+    tiny_tokenizer().save_pretrained(path)
+    return hf
 
 
 def make_data(d: Path) -> Path:

@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from sevila_tools.errors import InputError, VideoError
+from sevila_tools.files import atomic_write_text
 from sevila_tools.schemas import weights_notice
 from sevila_tools.selectors import get_selector_class, options_for
 
 from ..datasets import preflight
-from ..records import atomic_write_text, is_error, latest, read_records
+from ..records import is_error, latest, read_records
 from ..runner import LOG_NAME, SUMMARY_NAME, EvalConfig, EvalRun, RunOptions, run_eval
 from ..session import RunLog, score_run
 from .config import AblationConfig, Setting, default_selectors, plan_settings

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from sevila_tools.errors import VideoError
+from sevila_tools.errors import error_line
 
 from ._spec import Sample
 
@@ -58,12 +58,9 @@ def preflight(samples: Sequence[Sample], check_readable: bool = False) -> Prefli
         if probe is not None:
             try:
                 probe(Path(s.video))
-            except VideoError as exc:
+            except Exception as exc:  # a decoder crash must not abort the whole preflight either
                 good = False
-                reasons[s.video] = str(exc)
-            except Exception as exc:  # a decoder crash must not abort the whole preflight
-                good = False
-                reasons[s.video] = f"{type(exc).__name__}: {exc}"
+                reasons[s.video] = error_line(exc)
             if not good:
                 unreadable.append(s.video)
         seen[s.video] = good

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from sevila_tools.errors import InputError
 from sevila_tools.registry import Registry
+from sevila_tools.schemas import DEFAULT_FRAMES
 
 from ._reading import AnnotationFile, FileKind, load_video_map, parse_annotation_file
 
@@ -146,7 +147,7 @@ class DatasetSpec:
     columns: tuple[str, ...]
     headline_column: str = "Acc"
     video_path: VideoRule = default_video_path
-    default_frames: int = 32
+    default_frames: int = DEFAULT_FRAMES
     video_map_hint: str | None = None
 
     def missing_videos_hint(self, video_map: object | None) -> str | None:

@@ -197,10 +197,6 @@ class DiskStore(_Counters):
         """All entry files currently in the folder."""
         return sorted(self.dir.glob("*/*.safetensors")) if self.dir.is_dir() else []
 
-    def size_bytes(self) -> int:
-        """Total size of the entries on disk."""
-        return sum(p.stat().st_size for p in self.entries())
-
     def clear(self) -> int:
         """Delete every entry; returns how many were removed."""
         n = 0

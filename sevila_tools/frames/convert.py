@@ -33,6 +33,14 @@ def _source(fmt: str, path: str | Path | None) -> Provenance:
     return Provenance(source_format=fmt, source_file=None if path is None else str(path))
 
 
+def _to_times(frames: Sequence[int], fps: float) -> list[float]:
+    return [i / fps for i in frames]
+
+
+def _to_frames(times: Sequence[float], fps: float) -> list[int]:
+    return [int(round(t * fps)) for t in times]  # BOLT's rule
+
+
 def fill_with_fps(rec: FrameRecord, fps: float | None) -> FrameRecord:
     """With a frame rate, fill what the record lacks: times from frame numbers (``i / fps``) or frame numbers
     from times (``round(t * fps)``, BOLT's rule). Without one (or with nothing missing) the record as is."""
@@ -40,32 +48,32 @@ def fill_with_fps(rec: FrameRecord, fps: float | None) -> FrameRecord:
         return rec
     update: dict[str, Any] = {"fps": rec.fps or fps}
     if rec.timestamps_s is None and rec.native_indices is not None:
-        update["timestamps_s"] = [i / fps for i in rec.native_indices]
+        update["timestamps_s"] = _to_times(rec.native_indices, fps)
     if rec.native_indices is None and rec.timestamps_s is not None:
-        update["native_indices"] = [int(round(t * fps)) for t in rec.timestamps_s]
+        update["native_indices"] = _to_frames(rec.timestamps_s, fps)
     return FrameRecord.model_validate({**rec.model_dump(), **update})
+
+
+def _record_fps(rec: FrameRecord, has: str, lacks: str) -> float:
+    if rec.fps is None:
+        raise InputError(f"question {rec.question_id} has {has} but no {lacks} and no fps; pass --fps to convert it")
+    return rec.fps
 
 
 def native_frames(rec: FrameRecord) -> list[int]:
     """The record's frame numbers (from its times and fps when it has no frame numbers)."""
     if rec.native_indices is not None:
         return list(rec.native_indices)
-    if rec.fps is None:
-        raise InputError(f"question {rec.question_id} has times but no frame numbers and no fps; "
-                         "pass --fps to convert it")
     assert rec.timestamps_s is not None
-    return [int(round(t * rec.fps)) for t in rec.timestamps_s]
+    return _to_frames(rec.timestamps_s, _record_fps(rec, "times", "frame numbers"))
 
 
 def frame_times(rec: FrameRecord) -> list[float]:
     """The record's times in seconds (from its frame numbers and fps when it has no times)."""
     if rec.timestamps_s is not None:
         return list(rec.timestamps_s)
-    if rec.fps is None:
-        raise InputError(f"question {rec.question_id} has frame numbers but no times and no fps; "
-                         "pass --fps to convert it")
     assert rec.native_indices is not None
-    return [i / rec.fps for i in rec.native_indices]
+    return _to_times(rec.native_indices, _record_fps(rec, "frame numbers", "times"))
 
 
 def _by_order(records: Sequence[FrameRecord], order: Sequence[Question], fmt: str) -> list[FrameRecord]:

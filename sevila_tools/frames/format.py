@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sevila_tools.errors import InputError
+from sevila_tools.files import atomic_write_text
 
 #: the value of every record's ``format`` field (bumped when a field changes meaning)
 FORMAT = "sevila-frames/1"
@@ -218,19 +219,6 @@ def read_frames_file(path: str | Path) -> FramesFile:
 
 def write_frames_file(path: str | Path, records: Iterable[FrameRecord | ErrorRecord]) -> int:
     """Write records as ``frames.jsonl`` (atomically); returns how many were written."""
-    import os
-    import tempfile
-
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
     lines = [json.dumps(dump_record(r), ensure_ascii=False) + "\n" for r in records]
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.writelines(lines)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, "".join(lines))
     return len(lines)

@@ -19,17 +19,19 @@ def write_clip(
     """Write the native ``frames`` of ``video`` (native resolution, temporal order) to ``out`` (H.264 mp4, every
     frame a keyframe), frame ``i`` shown at ``frames[i] / fps`` seconds as in the source; a frame named twice is
     shown 1/16 frame later. Odd sizes lose their last row or column (4:2:0 needs even sizes)."""
-    import av
-
+    from sevila_tools.files import atomic_write
     from sevila_tools.video import read_frames
 
     pixels, _ = read_frames(video, list(frames), decoder=decoder, size=None)
+    return atomic_write(out, lambda tmp: _encode(tmp, frames, pixels, Fraction(fps).limit_denominator(1001), crf))
+
+
+def _encode(path: Path, frames: Sequence[int], pixels: np.ndarray, rate: Fraction, crf: int) -> None:
+    import av
+
     h, w = pixels.shape[1] // 2 * 2, pixels.shape[2] // 2 * 2
-    rate = Fraction(fps).limit_denominator(1001)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".part.mp4")
     scale = str(rate.numerator * TICKS)  # ticks per second of the track and of the movie (its edit list), so the
-    container = av.open(str(tmp), mode="w", format="mp4",  # first frame's start survives exactly (not in ms)
+    container = av.open(str(path), mode="w", format="mp4",  # first frame's start survives exactly (not in ms)
                         container_options={"movie_timescale": scale, "video_track_timescale": scale})
     try:
         stream = container.add_stream("libx264", rate=rate, options={"crf": str(crf), "bf": "0", "g": "1"})
@@ -47,8 +49,6 @@ def write_clip(
             container.mux(packet)
     finally:
         container.close()
-    tmp.replace(out)
-    return out
 
 
 def clip_times(path: str | Path) -> list[float]:

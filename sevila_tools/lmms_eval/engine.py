@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sevila_tools.errors import SevilaError
+from sevila_tools.schemas import DEFAULT_ANSWERER, DEFAULT_FRAMES, DEFAULT_KEYFRAMES, DEFAULT_SELECTOR
 
 from .common import DocQuestion, PluginError
 
@@ -15,8 +16,9 @@ class SevilaEngine:
     kept, selector options plus seed 0, videos encoded once (memory store)."""
 
     def __init__(self, *, model: str, checkpoint: str = "auto", device: str = "auto", decoder: str = "auto",
-                 trust_checkpoint: bool = False, frames: int = 32, keyframes: int = 4, selector: str = "localizer",
-                 selector_options: dict[str, Any] | None = None, answerer: str = "concat",
+                 trust_checkpoint: bool = False, frames: int = DEFAULT_FRAMES, keyframes: int = DEFAULT_KEYFRAMES,
+                 selector: str = DEFAULT_SELECTOR, selector_options: dict[str, Any] | None = None,
+                 answerer: str = DEFAULT_ANSWERER,
                  decoding: str = "faithful") -> None:
         from sevila_tools.encoding import MemoryStore, VideoEncoder
         from sevila_tools.loading import load_runtime

@@ -17,6 +17,8 @@ from typing import Any
 from lmms_eval.api.instance import Instance
 from lmms_eval.api.model import lmms
 
+from sevila_tools.schemas import DEFAULT_FRAMES, DEFAULT_MODEL, DEFAULT_SELECTOR
+
 from .clips import write_clip
 from .common import PluginError, as_bool, doc_question, doc_video, parse_inner_args
 
@@ -40,8 +42,8 @@ class SevilaKeyframes(lmms):
 
     is_simple = True
 
-    def __init__(self, inner: str = "", inner_args: Any = None, selector: str = "localizer", k: int = 8,
-                 frames: int = 32, model: str = "Salesforce/blip2-flan-t5-xl", checkpoint: str = "auto",
+    def __init__(self, inner: str = "", inner_args: Any = None, selector: str = DEFAULT_SELECTOR, k: int = 8,
+                 frames: int = DEFAULT_FRAMES, model: str = DEFAULT_MODEL, checkpoint: str = "auto",
                  frames_file: str | None = None, selector_options: Any = None, device: str = "auto",
                  decoder: str = "auto", trust_checkpoint: Any = False, save_frames: str | None = None,
                  clip_dir: str | None = None, id_field: str = "question_id", batch_size: Any = 1,

@@ -13,6 +13,14 @@ from typing import Any
 from lmms_eval.api.instance import Instance
 from lmms_eval.api.model import lmms
 
+from sevila_tools.schemas import (
+    DEFAULT_ANSWERER,
+    DEFAULT_FRAMES,
+    DEFAULT_KEYFRAMES,
+    DEFAULT_MODEL,
+    DEFAULT_SELECTOR,
+)
+
 from .common import LETTERS, PluginError, as_bool, doc_question, doc_video, parse_inner_args
 from .engine import SevilaEngine
 
@@ -23,9 +31,10 @@ class SevilaModel(lmms):
 
     is_simple = True
 
-    def __init__(self, model: str = "Salesforce/blip2-flan-t5-xl", checkpoint: str = "auto", frames: int = 32,
-                 keyframes: int = 4, selector: str = "localizer", selector_options: Any = None, device: str = "auto",
-                 decoder: str = "auto", trust_checkpoint: Any = False, answerer: str = "concat",
+    def __init__(self, model: str = DEFAULT_MODEL, checkpoint: str = "auto", frames: int = DEFAULT_FRAMES,
+                 keyframes: int = DEFAULT_KEYFRAMES, selector: str = DEFAULT_SELECTOR, selector_options: Any = None,
+                 device: str = "auto", decoder: str = "auto", trust_checkpoint: Any = False,
+                 answerer: str = DEFAULT_ANSWERER,
                  decoding: str = "faithful", batch_size: Any = 1, **kwargs: Any) -> None:
         super().__init__()
         unknown = sorted(k for k, v in kwargs.items() if v is not None and k not in ("max_batch_size",))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import UnionType
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Union, get_args, get_origin
@@ -223,10 +224,24 @@ def get_selector_class(name: str) -> type[Selector]:
     return REGISTRY[name]
 
 
+def check_choice(value: str, choices: Sequence[str], what: str) -> str:
+    """``value`` when it is one of ``choices``, else one line naming ``what`` and the choices."""
+    if value not in choices:
+        raise InputError(f"unknown {what} {value!r}; choose one of: {', '.join(choices)}")
+    return value
+
+
+def check_keyframes(k: int, num_candidates: int | None = None) -> None:
+    """One line for a keyframe count a selector cannot give: below 1, or above its ``num_candidates``."""
+    if k < 1:
+        raise InputError(f"k must be >= 1 (got {k})")
+    if num_candidates is not None and k > num_candidates:
+        raise InputError(f"cannot select {k} keyframes from {num_candidates} candidate frames")
+
+
 def topk_sorted(scores: list[float], k: int) -> list[int]:
     """Positions of the ``k`` highest scores (ties -> lower position first), returned in ascending order."""
-    if k > len(scores):
-        raise InputError(f"cannot select {k} keyframes from {len(scores)} candidate frames")
+    check_keyframes(k, len(scores))
     order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
     return sorted(order[:k])
 

@@ -17,6 +17,7 @@ from sevila_tools.selectors.base import (
     Selection,
     Selector,
     SelectorInput,
+    check_keyframes,
     register,
     selection_from_positions,
     topk_sorted,
@@ -81,8 +82,7 @@ class RandomSelector(Selector):
 
     def select(self, inp: SelectorInput, k: int) -> Selection:
         n = len(inp.candidates.indices)
-        if k > n:
-            raise InputError(f"cannot select {k} keyframes from {n} candidate frames")
+        check_keyframes(k, n)
         rng = np.random.default_rng([self.seed, *[ord(c) for c in inp.question[:32]]])
         positions = sorted(rng.choice(n, size=k, replace=False).tolist())
         return selection_from_positions(self.name, inp, positions, None, self.config())

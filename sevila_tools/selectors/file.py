@@ -102,10 +102,9 @@ class FileSelector(Selector):
         return {"path": self.path}
 
     def fingerprint(self) -> dict[str, Any]:
-        import hashlib
+        from sevila_tools.provenance import file_sha256
 
-        digest = hashlib.sha256(self.frames.path.read_bytes()).hexdigest()
-        return {"selector": self.name, "path": self.path, "sha256": digest}
+        return {"selector": self.name, "path": self.path, "sha256": file_sha256(self.frames.path)}
 
     def select(self, inp: SelectorInput, k: int) -> Selection:
         qid = inp.question_id

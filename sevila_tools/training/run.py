@@ -168,15 +168,15 @@ class _Run:
         """The runtime: the one given, or loaded on this process's device."""
         if self.runtime is None:
             from sevila_tools.loading import load_runtime
-            from sevila_tools.schemas import RANDOM_WEIGHTS_NOTICE
+            from sevila_tools.schemas import weights_notice
             from sevila_tools.training.accel import device_string
 
             c = self.cfg
             self.say(f"loading {c.model} ...")
             self.runtime = load_runtime(c.model, c.checkpoint, device_string(self.acc.device),
                                         trust_checkpoint=c.trust_checkpoint)
-            if self.runtime.random_weights:
-                self.say(f"note: {RANDOM_WEIGHTS_NOTICE}")
+            if notice := weights_notice(self.runtime.random_weights):
+                self.say(f"note: {notice}")
         return self.runtime
 
     def trainer_kw(self) -> dict[str, Any]:

@@ -16,20 +16,16 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from sevila_tools.errors import InputError
-from sevila_tools.schemas import CLI, ModelOptions, parse_pairs, read_settings
+from sevila_tools.schemas import ModelOptions, cli_flags, parse_pairs, read_settings
 from sevila_tools.training.config import TrainConfig, hyper_parameters, typed_overrides
 
 #: the hyper-parameters that get a flag on every training command (the model block has ``--decoder``)
 HYPER_FLAGS = tuple(k for k in hyper_parameters() if k not in ModelOptions.model_fields)
 
 
-def _cli(*flags: str, metavar: str | None = None, **more: Any) -> CLI:
-    return CLI(**({"flags": list(flags)} if flags else {}), **({"metavar": metavar} if metavar else {}), **more)
-
-
 def _hparams(help: str, fields: tuple[str, ...] = HYPER_FLAGS) -> Any:
     """The ``hparams`` field: every hyper-parameter in ``fields`` gets a flag (``docs/cli.md``)."""
-    return Field(default_factory=dict, description=help, json_schema_extra=_cli(model=TrainConfig, fields=fields))
+    return Field(default_factory=dict, description=help, json_schema_extra=cli_flags(model=TrainConfig, fields=fields))
 
 
 def _flat(values: dict[str, Any]) -> dict[str, Any]:
@@ -43,21 +39,21 @@ def _flat(values: dict[str, Any]) -> dict[str, Any]:
 class TrainData(ModelOptions):
     """Data, output and recipe fields every training command shares (plus the shared model block)."""
 
-    dataset: str = Field(description="Dataset name.", json_schema_extra=_cli("--dataset", "-d", metavar="NAME"))
+    dataset: str = Field(description="Dataset name.", json_schema_extra=cli_flags("--dataset", "-d", metavar="NAME"))
     annotations: Path = Field(description="Training annotation file.",
-                              json_schema_extra=_cli("--annotations", "-a", metavar="FILE"))
+                              json_schema_extra=cli_flags("--annotations", "-a", metavar="FILE"))
     out: Path = Field(description="Run folder (checkpoints, summary.json, logs).",
-                      json_schema_extra=_cli("--out", "-O", metavar="DIR"))
-    videos: Path | None = Field(None, description="Folder holding the videos.", json_schema_extra=_cli(metavar="DIR"))
+                      json_schema_extra=cli_flags("--out", "-O", metavar="DIR"))
+    videos: Path | None = Field(None, description="Folder holding the videos.", json_schema_extra=cli_flags(metavar="DIR"))
     video_map: Path | None = Field(None, description="JSON {video id: path} (NExT-QA's map_vid_vidorID.json).",
-                                   json_schema_extra=_cli(metavar="FILE"))
-    video_ext: str = Field(".mp4", description="Extension appended to video ids.", json_schema_extra=_cli(metavar="EXT"))
+                                   json_schema_extra=cli_flags(metavar="FILE"))
+    video_ext: str = Field(".mp4", description="Extension appended to video ids.", json_schema_extra=cli_flags(metavar="EXT"))
     recipe: str | None = Field(None, description="Recipe name or YAML file (default: TASK-DATASET).",
-                               json_schema_extra=_cli(metavar="NAME"))
+                               json_schema_extra=cli_flags(metavar="NAME"))
     limit: int | None = Field(None, ge=1, description="Use only the first N questions.")
     skip_missing: bool = Field(False, description="Skip questions whose video is missing or broken.",
-                               json_schema_extra=_cli("--skip-missing"))
-    resume: bool = Field(False, description="Continue the run in --out.", json_schema_extra=_cli("--resume"))
+                               json_schema_extra=cli_flags("--skip-missing"))
+    resume: bool = Field(False, description="Continue the run in --out.", json_schema_extra=cli_flags("--resume"))
     hparams: dict[str, Any] = _hparams("Hyper-parameters over the recipe (TrainConfig fields), e.g. lr=3e-5.")
 
     @model_validator(mode="before")
@@ -85,11 +81,11 @@ class TrainData(ModelOptions):
 class TrainRunConfig(TrainData):
     """``sevila pretrain-localizer`` / ``refine`` / ``finetune``: one training stage."""
 
-    task: str = Field(description="Training task: pretrain, refine or finetune.", json_schema_extra=_cli(hidden=True))
+    task: str = Field(description="Training task: pretrain, refine or finetune.", json_schema_extra=cli_flags(hidden=True))
     val_annotations: Path | None = Field(None, description="Validation split: evaluated every epoch, best epoch kept.",
-                                         json_schema_extra=_cli(metavar="FILE"))
+                                         json_schema_extra=cli_flags(metavar="FILE"))
     labels: Path | None = Field(None, description="Labels from `sevila pseudo-label` (refine; default: on the fly).",
-                                json_schema_extra=_cli(metavar="FILE"))
+                                json_schema_extra=cli_flags(metavar="FILE"))
     max_steps: int | None = Field(None, ge=1, description="Stop after N optimizer steps (resumable).")
     workers: int = Field(0, ge=0, description="DataLoader processes decoding videos.")
 
@@ -105,26 +101,26 @@ class TrainRunConfig(TrainData):
 class PretrainRunConfig(TrainRunConfig):
     """``sevila pretrain-localizer``: the Localizer on span annotations (recipe ``pretrain-qvhighlights``)."""
 
-    task: Literal["pretrain"] = Field("pretrain", description="Training task.", json_schema_extra=_cli(hidden=True))
+    task: Literal["pretrain"] = Field("pretrain", description="Training task.", json_schema_extra=cli_flags(hidden=True))
 
 
 class RefineRunConfig(TrainRunConfig):
     """``sevila refine``: the Localizer on the frozen Answerer's pseudo-labels (recipe ``refine-DATASET``)."""
 
-    task: Literal["refine"] = Field("refine", description="Training task.", json_schema_extra=_cli(hidden=True))
+    task: Literal["refine"] = Field("refine", description="Training task.", json_schema_extra=cli_flags(hidden=True))
 
 
 class FinetuneRunConfig(TrainRunConfig):
     """``sevila finetune``: the Answerer on the frozen Localizer's keyframes (recipe ``finetune-DATASET``)."""
 
-    task: Literal["finetune"] = Field("finetune", description="Training task.", json_schema_extra=_cli(hidden=True))
+    task: Literal["finetune"] = Field("finetune", description="Training task.", json_schema_extra=cli_flags(hidden=True))
 
 
 class PseudoLabelRunConfig(TrainData):
     """``sevila pseudo-label``: the frozen Answerer's per-frame labels (recipe ``refine-DATASET``)."""
 
     overwrite: bool = Field(False, description="Replace the labels already in --out.",
-                            json_schema_extra=_cli("--overwrite"))
+                            json_schema_extra=cli_flags("--overwrite"))
     hparams: dict[str, Any] = _hparams("Hyper-parameters over the recipe refine-DATASET, e.g. seed=3.", (
         "epochs", "num_frames", "seed", "augment", "frozen_dropout", "batch_size", "prompts"))
 
@@ -134,20 +130,20 @@ class SelfRefineRunConfig(TrainData):
 
     hparams: dict[str, Any] = _hparams("Hyper-parameters of every stage, or of one as STAGE.KEY (finetune.lr).")
     val_annotations: Path | None = Field(None, description="QA validation split: evaluated every epoch of refine "
-                                         "and finetune.", json_schema_extra=_cli(metavar="FILE"))
+                                         "and finetune.", json_schema_extra=cli_flags(metavar="FILE"))
     iterations: int = Field(1, ge=1, description="Self-refinement iterations.",
-                            json_schema_extra=_cli("--iterations", "-i"))
+                            json_schema_extra=cli_flags("--iterations", "-i"))
     order: Literal["paper", "readme"] = Field(
         "paper", description="paper: label, refine, fine-tune; readme: fine-tune, label, refine (official README).")
     pretrain_annotations: Path | None = Field(None, description="Span annotations (QVHighlights): pre-train the "
-                                              "Localizer first.", json_schema_extra=_cli(metavar="FILE"))
+                                              "Localizer first.", json_schema_extra=cli_flags(metavar="FILE"))
     pretrain_videos: Path | None = Field(None, description="Videos of the pre-training set.",
-                                         json_schema_extra=_cli(metavar="DIR"))
+                                         json_schema_extra=cli_flags(metavar="DIR"))
     pretrain_val_annotations: Path | None = Field(
         None, description="Pre-training validation split: frame accuracy every epoch, best epoch kept.",
-        json_schema_extra=_cli(metavar="FILE"))
+        json_schema_extra=cli_flags(metavar="FILE"))
     pretrain_dataset: str = Field("qvhighlights", description="Dataset of the pre-training set.",
-                                  json_schema_extra=_cli(metavar="NAME", plugin="datasets"))
+                                  json_schema_extra=cli_flags(metavar="NAME", plugin="datasets"))
     max_steps: int | None = Field(None, ge=1, description="Stop each stage after N optimizer steps (resumable).")
     workers: int = Field(0, ge=0, description="DataLoader processes decoding videos.")
 

@@ -4,37 +4,21 @@ from __future__ import annotations
 
 import json
 import logging
-import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
 from pydantic import BaseModel, Field
 
-from sevila_tools.training.checkpoints import FILE_MODE, atomic_write_text
+from sevila_tools.files import FILE_MODE, atomic_write_text
+from sevila_tools.provenance import gpu_name, versions
 
 log = logging.getLogger("sevila_tools.training")
 
 METRICS_NAME = "metrics.jsonl"
 SUMMARY_NAME = "summary.json"
 LOG_NAME = "train.log"
-
-
-def versions() -> dict[str, str]:
-    """Versions of the toolkit, Python, torch, transformers and the GPU name."""
-    import transformers
-
-    from sevila_tools import __version__
-
-    return {
-        "sevila_tools": __version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
-    }
 
 
 class RunLog:
@@ -131,8 +115,8 @@ class TrainResult(BaseModel):
 
 
 def write_summary(out: Path, result: dict[str, Any], command: str | None = None) -> Path:
-    """``OUT/summary.json``: the result plus the command and versions."""
-    data = {"command": command, **result, "versions": versions()}
+    """``OUT/summary.json``: the result plus the command, the versions and the GPU."""
+    data = {"command": command, **result, "versions": versions(), "gpu": gpu_name()}
     return atomic_write_text(out / SUMMARY_NAME, json.dumps(data, indent=2, default=str))
 
 

@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sevila_tools.errors import InputError
+from sevila_tools.files import atomic_write_text
 from sevila_tools.training.accel import make_accelerator
-from sevila_tools.training.checkpoints import CHECKPOINT_NAME, atomic_write_text
+from sevila_tools.training.checkpoints import CHECKPOINT_NAME
 from sevila_tools.training.config import TrainConfig
 from sevila_tools.training.labelfile import LABELS_NAME, LABELS_SUMMARY_NAME
 from sevila_tools.training.labels import pseudo_label

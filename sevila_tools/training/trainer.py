@@ -15,6 +15,7 @@ from torch import nn
 from sevila_tools.checkpoint import TOOLKIT_FORMAT, apply_state_dict
 from sevila_tools.errors import InputError
 from sevila_tools.modeling import branch_of_key
+from sevila_tools.provenance import file_sha256
 from sevila_tools.training.accel import gather, make_accelerator, mean_over_processes
 from sevila_tools.training.checkpoints import (
     BEST_NAME,
@@ -28,7 +29,6 @@ from sevila_tools.training.checkpoints import (
     rng_state,
     seed_epoch,
     set_rng_state,
-    sha256_file,
 )
 from sevila_tools.training.config import RESUME_EXEMPT, TrainConfig
 from sevila_tools.training.data import DataReport, DrawSpec, EpochData, Item, collate
@@ -500,7 +500,7 @@ class Trainer:
         }
         for name, path in (("checkpoint", self.ckpt_path), ("best_checkpoint", self.best_path)):
             exists = self.main and path.is_file()
-            prov[name] = {"path": str(path.resolve()), "sha256": sha256_file(path)} if exists else None
+            prov[name] = {"path": str(path.resolve()), "sha256": file_sha256(path)} if exists else None
         result = TrainResult(
             task=self.cfg.task,
             out_dir=str(self.out),

@@ -15,7 +15,7 @@ import gradio as gr
 from pydantic import ValidationError
 
 from sevila_tools.errors import SevilaError, error_line
-from sevila_tools.schemas import LocalizeRequest
+from sevila_tools.schemas import DEFAULT_FRAMES, DEFAULT_KEYFRAMES, LocalizeRequest
 from sevila_tools.web.callbacks import Comparison, Stage, WebDemo, web_selectors
 from sevila_tools.web.uploads import MIB, VIDEO_EXTENSIONS
 
@@ -84,8 +84,8 @@ def _inputs_block(demo_svc: WebDemo) -> dict[str, gr.components.Component]:
                 info="one per line, 2 to 5; leave empty for an open (free-text) answer",
             )
         with gr.Column():
-            frames = gr.Slider(1, 128, value=32, step=1, label="Candidate frames")
-            keyframes = gr.Slider(1, 16, value=4, step=1, label="Keyframes")
+            frames = gr.Slider(1, 128, value=DEFAULT_FRAMES, step=1, label="Candidate frames")
+            keyframes = gr.Slider(1, 16, value=DEFAULT_KEYFRAMES, step=1, label="Keyframes")
             selector = gr.Dropdown(
                 choices=[(f"{c.name}: {c.description}", c.name) for c in selectors],
                 value=default,
