@@ -100,7 +100,7 @@ class Selector(ABC):
     @classmethod
     def create(cls, runtime: Any, options: BaseModel) -> Selector:
         """Build from validated options (``cls.Options``); override when the constructor differs."""
-        return cls(**options.model_dump())  # type: ignore[call-arg]
+        return cls(**options.model_dump())
 
     @classmethod
     def num_candidates(cls, num_frames: int, num_keyframes: int) -> int:

@@ -147,7 +147,8 @@ def clip_tokenizer_from_bpe(path: str | Path, model_max_length: int = CLIP_CONTE
     vocab_list += ["".join(m) for m in merges]
     vocab_list += ["<|startoftext|>", "<|endoftext|>"]
     vocab = {tok: i for i, tok in enumerate(vocab_list)}
-    tok = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=model_max_length)
+    # the tokenizers backend takes the merges as pairs (its annotation names only strings)
+    tok = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=model_max_length)  # type: ignore[arg-type]
     if tok.bos_token_id != 49406 or tok.eos_token_id != 49407 or len(tok) != 49408:
         raise ModelLoadError("CLIP tokenizer construction failed (unexpected special-token ids)")
     return tok
@@ -263,7 +264,7 @@ def load_clip(
                 "cache (offline mode, HF_HUB_OFFLINE=1); download it beforehand or pass a local folder"
             ) from None
         raise ModelLoadError(f"cannot load CLIP model {name!r}: {first_line(exc)}") from None
-    return model.to(device).eval(), tokenizer
+    return model.to(device).eval(), tokenizer  # type: ignore[arg-type]  # transformers types .to() oddly
 
 
 def _clip_key(name: str) -> str:

@@ -116,7 +116,7 @@ class FileSelector(Selector):
         cand = inp.candidates
         frames, source = resolve_frames(rec, cand.fps, cand.num_video_frames)
         pos = {idx: p for p, idx in enumerate(cand.indices)}
-        scores = list(rec.scores) if rec.scores is not None else [None] * len(frames)
+        scores: list[float | None] = list(rec.scores) if rec.scores is not None else [None] * len(frames)
         return Selection(
             selector=self.name, config=self.config(),
             candidate_frame_indices=list(cand.indices), candidate_times=list(cand.timestamps), candidate_scores=None,

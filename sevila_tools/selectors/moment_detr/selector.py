@@ -401,9 +401,11 @@ class MomentDETRSelector(Selector):
         cand = inp.candidates
         frames, scores, info = self.strategy_frames(k, pred, grid)
         cand_idx = [int(i) for i in cand.indices]
+        positions: list[int | None]
         if self.snap:
             info["unsnapped_frames"] = list(frames)
-            frames, positions, source = snap_to_candidates(frames, cand_idx)
+            frames, snapped, source = snap_to_candidates(frames, cand_idx)
+            positions = [int(p) for p in snapped]
             scores = [scores[i] for i in source]
         else:
             positions = [cand_idx.index(f) if f in cand_idx else None for f in frames]
