@@ -1,28 +1,42 @@
-"""One video, several processes: the wanted frames are split by keyframe across workers, pixels unchanged."""
+"""One video, several processes: the wanted frames are split by keyframe across workers, pixels unchanged.
+
+The calling process decodes the first share itself; the other shares go to the shared worker processes.
+"""
 
 from __future__ import annotations
 
-import functools
+import multiprocessing
 import os
-from pathlib import Path
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from sevila_tools.errors import InputError
+from sevila_tools.video import auto
 from sevila_tools.video.base import logger
 from sevila_tools.video.decode import Reader, read_with_fallback
-from sevila_tools.video.seek import (
-    PacketIndex,
-    Run,
-    build_packet_index,
-    decode_runs,
-    decord_batch,
-    plan_runs,
-    split_runs,
-)
-from sevila_tools.video.workers import shared_workers
+from sevila_tools.video.seek import Run, decode_runs, decord_batch, plan_runs, split_runs
+from sevila_tools.video.workers import in_worker, shared_workers
 
-__all__ = ["check_workers", "clear_cache", "packet_index", "read_parallel"]
+__all__ = [
+    "WORKERS_ENV",
+    "check_workers",
+    "clear_cache",
+    "default_workers",
+    "packet_index",
+    "read_parallel",
+    "read_seek",
+    "resolve_workers",
+]
+
+#: environment variable that sets the default number of decode processes (1: never start worker processes)
+WORKERS_ENV = "SEVILA_DECODE_WORKERS"
+#: at most this many processes by default: 32 frames rarely span more keyframe runs than that usefully
+MAX_DEFAULT_WORKERS = 8
+
+packet_index = auto.packet_index
+clear_cache = auto.clear_cache
 
 
 def check_workers(workers: int) -> int:
@@ -32,20 +46,54 @@ def check_workers(workers: int) -> int:
     return workers
 
 
-@functools.lru_cache(maxsize=64)
-def _cached_index(path: str, mtime_ns: int, size: int) -> PacketIndex | None:
-    return build_packet_index(path)
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
 
 
-def clear_cache() -> None:
-    """Forget the cached packet indexes (benchmarks time first reads with it)."""
-    _cached_index.cache_clear()
+def default_workers() -> int:
+    """Processes for one video's read: ``$SEVILA_DECODE_WORKERS``, else the usable cores (at most 8).
+
+    1 inside a decode worker or a daemonic process (a DataLoader or pool worker): no processes below it.
+    """
+    env = os.environ.get(WORKERS_ENV, "").strip()
+    if env:
+        try:
+            return check_workers(int(env))
+        except ValueError:
+            raise InputError(f"{WORKERS_ENV} must be a positive integer, got {env!r}") from None
+    if in_worker() or multiprocessing.current_process().daemon:
+        return 1
+    return max(1, min(usable_cores(), MAX_DEFAULT_WORKERS))
 
 
-def packet_index(path: str | Path) -> PacketIndex | None:
-    """:func:`build_packet_index`, cached per file (path, modification time and size)."""
-    st = os.stat(path)
-    return _cached_index(str(path), st.st_mtime_ns, st.st_size)
+def resolve_workers(workers: int | None, decoder: str) -> int:
+    """``workers=None``: one process for the official reader (``decord``), else :func:`default_workers`."""
+    if workers is None:
+        return 1 if decoder == "decord" else default_workers()
+    return check_workers(workers)
+
+
+def read_seek(reader: auto.SeekReader, indices: list[int], workers: int) -> tuple[np.ndarray, str]:
+    """The auto path: PyAV from the keyframe before each wanted frame, over up to ``workers`` processes.
+
+    Bit-identical to the sequential PyAV reader (and so to decord wherever decord reads exactly); any
+    failure re-reads the file with :func:`~sevila_tools.video.auto.fallback_reader`.
+    """
+    wanted = sorted(set(indices))
+    parts = split_runs(plan_runs(reader.index, wanted), workers)
+    tasks = [(decode_runs, (str(reader.path), reader.size, reader.index, part)) for part in parts]
+    try:
+        got: dict[int, np.ndarray] = {}
+        for frames in _run_all(tasks, label=str(reader.path)):
+            got.update(frames)
+        return np.stack([got[i] for i in indices]), reader.name
+    except Exception as exc:  # seek mismatch, worker died...: the reader auto would use otherwise decides
+        logger.debug("seek read of %s failed (%s); reading without seeking", reader.path, exc)
+    return read_with_fallback(auto.fallback_reader(reader), indices)
 
 
 def read_parallel(reader: Reader, indices: list[int], workers: int) -> tuple[np.ndarray, str]:
@@ -101,24 +149,11 @@ def _parallel_frames(reader: Reader, wanted: list[int], workers: int) -> dict[in
 def _decord_seeks_exactly(path: str) -> bool:
     """Whether decord's ``get_batch`` returns the same frames whatever the access pattern.
 
-    Not for AVI, nor for codecs other than H.264/HEVC with B-frames (mpeg4 with B-frames: decord returns
-    frames shifted by the B-frame count after a seek); there its output depends on which frames are asked
-    together, so a split would change it (see ``docs/video.md``).
+    Never for AVI; otherwise :func:`~sevila_tools.video.auto.decord_reads_exactly` (H.264, or no B-frames).
+    Elsewhere decord's output depends on which frames are asked together, so a split would change it.
     """
-    import av  # noqa: PLC0415
-
-    try:
-        with av.open(path) as container:
-            fmt = container.format.name
-            codec = container.streams.video[0].codec_context.name
-    except Exception:
-        return False
-    if "avi" in fmt.split(","):
-        return False
-    if codec in ("h264", "hevc"):
-        return True
-    index = packet_index(path)
-    return index is not None and index.decode_pos == tuple(range(index.num_frames))
+    facts = auto.stream_facts(path)
+    return facts is not None and not facts.avi and auto.decord_reads_exactly(facts)
 
 
 def _decord_groups(reader: Reader, wanted: list[int], workers: int) -> list[list[int]]:
@@ -134,19 +169,32 @@ def _decord_groups(reader: Reader, wanted: list[int], workers: int) -> list[list
     return [[t for run in part for t in run.targets] for part in split_runs(runs, workers)]
 
 
-def _run_all(tasks: list[tuple], label: str) -> list:
-    """Run ``(fn, args)`` tasks on the shared workers; the first failure is raised."""
-    with shared_workers(len(tasks)) as ws:
-        for key, (fn, args) in enumerate(tasks):
-            ws.submit(key, fn, args, label=label)
-        results: dict[int, object] = {}
-        error: BaseException | None = None
-        while ws.busy:
-            for outcome in ws.collect():
-                if outcome.ok:
-                    results[outcome.key] = outcome.value
-                elif error is None:
-                    error = outcome.value
-        if error is not None:
-            raise error
-        return [results[k] for k in range(len(tasks))]
+def _run_all(tasks: list[tuple[Callable[..., Any], tuple]], label: str) -> list[Any]:
+    """Run ``(fn, args)`` tasks: the first in this process, the others on the shared workers meanwhile.
+
+    The first failure is raised, after every task has finished (workers are never left busy).
+    """
+    first_fn, first_args = tasks[0]
+    if len(tasks) == 1:
+        return [first_fn(*first_args)]
+    with shared_workers(len(tasks) - 1) as ws:
+        try:
+            for key, (fn, args) in enumerate(tasks[1:], start=1):
+                ws.submit(key, fn, args, label=label)
+            results: dict[int, Any] = {}
+            errors: list[BaseException] = []
+            try:
+                results[0] = first_fn(*first_args)
+            except Exception as exc:  # noqa: BLE001 - raised below, once the workers are done
+                errors.append(exc)
+            while ws.busy:
+                for outcome in ws.collect():
+                    if outcome.ok:
+                        results[outcome.key] = outcome.value
+                    else:
+                        errors.append(outcome.value)
+        finally:
+            ws.cancel_busy()  # only after an interruption: their results are no longer wanted
+    if errors:
+        raise errors[0]
+    return [results[k] for k in range(len(tasks))]
