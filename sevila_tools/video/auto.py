@@ -6,8 +6,10 @@ The rules and the files they were checked on are in ``docs/video.md`` ("How auto
 from __future__ import annotations
 
 import functools
+import math
 import os
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Literal
 
@@ -47,6 +49,8 @@ class StreamFacts:
     pix_fmt: str
     stored_frames: int  # 0 when the container stores no frame count (mkv, webm)
     has_b_frames: bool  # the stream reorders frames (B-frames)
+    fps: float  # average frame rate, as the PyAV reader reads it
+    time_base: Fraction | None
 
     @property
     def avi(self) -> bool:
@@ -66,13 +70,17 @@ def _cached_facts(path: str, mtime_ns: int, size: int) -> StreamFacts | None:
         with av.open(path) as container:
             if not container.streams.video:
                 return None
-            ctx = container.streams.video[0].codec_context
+            stream = container.streams.video[0]
+            ctx = stream.codec_context
+            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
             return StreamFacts(
                 formats=tuple(container.format.name.split(",")),
                 codec=str(ctx.name),
                 pix_fmt=str(ctx.pix_fmt or ""),
-                stored_frames=int(container.streams.video[0].frames or 0),
+                stored_frames=int(stream.frames or 0),
                 has_b_frames=bool(ctx.has_b_frames),
+                fps=float(rate) if rate else 0.0,
+                time_base=stream.time_base,
             )
     except Exception as exc:  # unreadable: the sequential readers report it properly
         logger.debug("no stream facts for %s: %s", path, exc)
@@ -120,6 +128,8 @@ def seek_index(path: str | Path, facts: StreamFacts | None) -> PacketIndex | Non
         return None
     if facts.codec not in SEEK_CODECS or facts.pix_fmt not in SEEK_PIX_FMTS:
         return None
+    if not (facts.fps > 0 and math.isfinite(facts.fps)):
+        return None
     index = packet_index(path)
     if index is None or (facts.stored_frames and facts.stored_frames != index.num_frames):
         return None  # decord counts packets: a stored count that disagrees is not trusted
@@ -152,10 +162,13 @@ def frame_source(path: str | Path, decoder: str) -> str:
 class SeekReader(_PyAVReader):
     """PyAV reader for the auto seek path: frame count and timestamps from the exact packet index."""
 
-    def __init__(self, path: Path, size: int | None, index: PacketIndex) -> None:
-        super().__init__(path, size)
-        self.index = index
-        self._num_frames = index.num_frames  # = decord's count: one packet per frame
+    def __init__(self, path: Path, size: int | None, index: PacketIndex, facts: StreamFacts) -> None:
+        # no super().__init__: the stream facts were read already (one container open fewer)
+        self.path, self.size, self.index = path, size, index
+        self.fps, self.time_base = facts.fps, facts.time_base
+        self._stream_frames = facts.stored_frames
+        self._num_frames: int | None = index.num_frames  # = decord's count: one packet per frame
+        self._native: tuple[int, int] | None = None
 
 
 def open_any_reader(path: Path, decoder: str, size: int | None) -> Reader:
@@ -163,10 +176,11 @@ def open_any_reader(path: Path, decoder: str, size: int | None) -> Reader:
     if decoder != "auto":
         return open_reader(path, decoder, size)
     choice = auto_choice(path)
-    if choice == "seek":
-        index = seek_index(path, stream_facts(path))
+    facts = stream_facts(path)
+    if choice == "seek" and facts is not None:
+        index = seek_index(path, facts)
         if index is not None:
-            return SeekReader(path, size, index)
+            return SeekReader(path, size, index, facts)
     if choice == "pyav":
         return _PyAVReader(path, size)
     return open_reader(path, "auto", size)

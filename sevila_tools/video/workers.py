@@ -214,6 +214,10 @@ def serve(fd: int) -> None:
     _IN_WORKER = True
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the parent, which then closes us
     conn = Connection(fd)
+    with contextlib.suppress(Exception):  # the readers' libraries, loaded while no task waits
+        import av  # noqa: F401, PLC0415
+
+        import sevila_tools.video.seek  # noqa: F401, PLC0415
     while True:
         try:
             msg = conn.recv()
