@@ -73,7 +73,7 @@ def test_auto_equals_the_official_reader(clips, clip, size):
     path = clips[clip]
     for kwargs in ({}, {"start": 0.4, "end": 1.7}, {"mode": "random", "seed": 3}):
         ref = V.sample_frames(path, 16, decoder="decord", size=size, **kwargs)
-        for workers_ in (None, 1, 2):
+        for workers_ in (None, 1, 2, 3):
             got = V.sample_frames(path, 16, size=size, workers=workers_, **kwargs)
             assert (got.indices, got.fps, got.num_video_frames) == (ref.indices, ref.fps, ref.num_video_frames)
             assert np.array_equal(got.frames, ref.frames), (clip, kwargs, workers_)
@@ -175,10 +175,37 @@ def test_a_failed_seek_read_falls_back_to_an_exact_reader(clips, clip, fallback,
     def broken(*args, **kwargs):
         raise RuntimeError("decode worker died")
 
-    monkeypatch.setattr(parallel, "_run_all", broken)
+    monkeypatch.setattr(parallel, "_share_runs", broken)
     idx = [3, 40, 47, 70]
     with caplog.at_level(logging.DEBUG, logger="sevila_tools.video"):
         got, used = V.read_frames(clips[clip], idx, size=None)
     assert used == (fallback if HAS_DECORD else "pyav")
     assert [decode_counter(f) for f in got] == idx
     assert any("reading without seeking" in r.getMessage() for r in caplog.records)
+
+
+def test_a_worker_killed_mid_read_changes_nothing(clips, monkeypatch, caplog):
+    """The worker holding a piece dies while this process decodes its own: the read is redone, same frames."""
+    import os
+    import signal
+
+    from sevila_tools.video import seek
+
+    monkeypatch.setenv(parallel.WORKERS_ENV, "2")
+    ref = V.sample_frames(clips["real"], 16, workers=1)
+    real_decode = seek.RunDecoder.decode
+    killed: list[int] = []
+
+    def decode_and_kill(self, runs):
+        if not killed:
+            killed.extend(workers._shared.pids())  # the read holds the shared set: no lock here
+            for pid in killed:
+                os.kill(pid, signal.SIGKILL)
+        return real_decode(self, runs)
+
+    monkeypatch.setattr(seek.RunDecoder, "decode", decode_and_kill)
+    with caplog.at_level(logging.DEBUG, logger="sevila_tools.video"):
+        got = V.sample_frames(clips["real"], 16)
+    assert killed and np.array_equal(got.frames, ref.frames) and got.indices == ref.indices
+    assert any("decode worker died" in r.getMessage() for r in caplog.records)
+    assert not set(killed) & set(workers.shared_worker_pids())  # replaced on the next read

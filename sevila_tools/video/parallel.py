@@ -16,7 +16,7 @@ from sevila_tools.errors import InputError
 from sevila_tools.video import auto
 from sevila_tools.video.base import logger
 from sevila_tools.video.decode import Reader, read_with_fallback
-from sevila_tools.video.seek import Run, decode_runs, decord_batch, plan_runs, split_runs
+from sevila_tools.video.seek import Run, RunDecoder, decode_runs, decord_batch, plan_runs, split_runs
 from sevila_tools.video.workers import in_worker, shared_workers
 
 __all__ = [
@@ -84,16 +84,54 @@ def read_seek(reader: auto.SeekReader, indices: list[int], workers: int) -> tupl
     failure re-reads the file with :func:`~sevila_tools.video.auto.fallback_reader`.
     """
     wanted = sorted(set(indices))
-    parts = split_runs(plan_runs(reader.index, wanted), workers)
-    tasks = [(decode_runs, (str(reader.path), reader.size, reader.index, part)) for part in parts]
+    runs = plan_runs(reader.index, wanted)
     try:
-        got: dict[int, np.ndarray] = {}
-        for frames in _run_all(tasks, label=str(reader.path)):
-            got.update(frames)
+        if workers <= 1 or len(runs) < 2:
+            got = decode_runs(str(reader.path), reader.size, reader.index, runs)
+        else:
+            got = _share_runs(reader, runs, workers)
         return np.stack([got[i] for i in indices]), reader.name
     except Exception as exc:  # seek mismatch, worker died...: the reader auto would use otherwise decides
         logger.debug("seek read of %s failed (%s); reading without seeking", reader.path, exc)
     return read_with_fallback(auto.fallback_reader(reader), indices)
+
+
+#: runs are handed out in about this many pieces per process (small enough to even out late or slow workers)
+PIECES_PER_PROCESS = 4
+
+
+def _share_runs(reader: auto.SeekReader, runs: list[Run], processes: int) -> dict[int, np.ndarray]:
+    """Decode ``runs`` with this process and ``processes - 1`` shared workers, balanced as they go.
+
+    The runs are cut into contiguous pieces of similar cost. This process decodes pieces from the front, in
+    file order (one open file, no seek where a run continues the previous one); each idle worker gets the
+    next piece from the back. A worker that is slow to start or starved of CPU simply takes fewer pieces.
+    """
+    path, size, index = str(reader.path), reader.size, reader.index
+    pieces = split_runs(runs, processes * PIECES_PER_PROCESS)
+    got: dict[int, np.ndarray] = {}
+    errors: list[BaseException] = []
+    front, back = 0, len(pieces)  # this process takes pieces[front], the workers pieces[back - 1]
+    with shared_workers(processes - 1) as ws, RunDecoder(path, size, index) as mine:
+        try:
+            while (front < back and not errors) or ws.busy:
+                while ws.idle > 0 and ws.busy < processes - 1 and front < back - 1 and not errors:
+                    back -= 1
+                    ws.submit(back, decode_runs, (path, size, index, pieces[back]), label=path)
+                if front < back and not errors:
+                    front += 1
+                    try:
+                        got.update(mine.decode(pieces[front - 1]))
+                    except Exception as exc:  # noqa: BLE001 - raised below, once the workers are done
+                        errors.append(exc)
+                for outcome in ws.collect(timeout=0 if front < back and not errors else None):
+                    (got.update if outcome.ok else errors.append)(outcome.value)
+        finally:
+            ws.cancel_busy()  # only after an interruption: their results are no longer wanted
+    if errors:
+        raise errors[0]
+    logger.debug("seek read of %s: %d pieces, %d decoded here", path, len(pieces), front)
+    return got
 
 
 def read_parallel(reader: Reader, indices: list[int], workers: int) -> tuple[np.ndarray, str]:

@@ -17,6 +17,7 @@ from sevila_tools.video.base import logger
 __all__ = [
     "PacketIndex",
     "Run",
+    "RunDecoder",
     "SeekMismatch",
     "build_packet_index",
     "decode_runs",
@@ -160,21 +161,48 @@ def decode_runs(path: str, size: int | None, index: PacketIndex, runs: list[Run]
     not decoded (no other frame depends on them). Raises :class:`SeekMismatch` if the decoder's output
     does not match the index exactly.
     """
-    import av  # noqa: PLC0415
+    with RunDecoder(path, size, index) as decoder:
+        return decoder.decode(runs)
 
-    from sevila_tools.video.decode import _FrameConverter  # noqa: PLC0415
 
-    got: dict[int, np.ndarray] = {}
-    with av.open(path) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "NONE"  # one packet in, decoded now: per-packet skip settings apply exactly
-        stream.codec_context.thread_count = 1
-        conv = _FrameConverter(size, stream.time_base)
-        state = _DecodeState(index, container, stream, conv, got)
-        state.wanted = {t for run in runs for t in run.targets}
+class RunDecoder:
+    """:func:`decode_runs` over several calls on one open file; the decoder's position carries over, so runs
+    given in file order continue without seeking where they can."""
+
+    def __init__(self, path: str, size: int | None, index: PacketIndex) -> None:
+        import av  # noqa: PLC0415
+
+        from sevila_tools.video.decode import _FrameConverter  # noqa: PLC0415
+
+        self.container = av.open(path)
+        try:
+            stream = self.container.streams.video[0]
+            stream.thread_type = "NONE"  # one packet in, decoded now: per-packet skip settings apply exactly
+            stream.codec_context.thread_count = 1
+            conv = _FrameConverter(size, stream.time_base)
+            self.state = _DecodeState(index, self.container, stream, conv, {})
+        except BaseException:
+            self.container.close()
+            raise
+
+    def decode(self, runs: list[Run]) -> dict[int, np.ndarray]:
+        """Frames of the targets of ``runs`` by index (:class:`SeekMismatch` if the output does not map)."""
+        got: dict[int, np.ndarray] = {}
+        self.state.got = got
+        self.state.wanted = {t for run in runs for t in run.targets}
         for run in runs:
-            state.run(run)
-    return got
+            self.state.run(run)
+        return got
+
+    def close(self) -> None:
+        """Close the file."""
+        self.container.close()
+
+    def __enter__(self) -> RunDecoder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class _DecodeState:

@@ -97,7 +97,13 @@ class WorkerSet:
 
     def pids(self) -> list[int]:
         """Process ids of the live workers (busy ones first)."""
+        self._prune()
         return [w.proc.pid for w in sorted(self._own(), key=lambda w: not w.busy)]
+
+    def _prune(self) -> None:
+        """Forget idle workers that died meanwhile (killed, out of memory), so no task is sent to them."""
+        for w in [w for w in self._own() if not w.busy and w.proc.poll() is not None]:
+            self._retire(w)
 
     def _spawn(self) -> _Worker:
         parent, child = socket.socketpair()
@@ -123,6 +129,7 @@ class WorkerSet:
         self, key: Any, fn: Callable[..., Any], args: tuple, label: str = "", timeout: float | None = None
     ) -> None:
         """Run ``fn(*args)`` on an idle worker (``fn`` must be importable by name); needs ``idle > 0``."""
+        self._prune()
         worker = next((w for w in self._own() if not w.busy), None)
         if worker is None:
             if len(self._workers) >= self.size:
