@@ -30,7 +30,7 @@ BASELINE = ("decord, 1 reader", {"decoder": "decord"})
 CONFIGS = [
     ("default: sample_frames(path, n)", {}),
     ("auto, workers=1 (in this process)", {"workers": 1}),
-    ("pyav split, workers=2 (issue 14)", {"decoder": "pyav", "workers": 2}),
+    ("pyav, workers=2 (static split)", {"decoder": "pyav", "workers": 2}),
 ]
 
 

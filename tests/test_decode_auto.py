@@ -209,3 +209,22 @@ def test_a_worker_killed_mid_read_changes_nothing(clips, monkeypatch, caplog):
     assert killed and np.array_equal(got.frames, ref.frames) and got.indices == ref.indices
     assert any("decode worker died" in r.getMessage() for r in caplog.records)
     assert not set(killed) & set(workers.shared_worker_pids())  # replaced on the next read
+
+
+def test_a_kept_decoder_takes_pieces_in_any_order(clips):
+    """A worker keeps its file open across the pieces of one read, which come from the back of the file."""
+    from sevila_tools.video import seek
+
+    path = str(clips["real"])
+    index = auto.packet_index(path)
+    runs = seek.plan_runs(index, list(range(0, index.num_frames, 7)))
+    pieces = seek.split_runs(runs, 4)
+    assert len(pieces) >= 3
+    ref = seek.decode_runs(path, 224, index, runs)
+    got: dict[int, np.ndarray] = {}
+    for piece in reversed(pieces):
+        got.update(seek.decode_runs_kept(path, 224, index, piece))
+    assert seek._kept is not None and seek._kept[0][0] == path  # one open file for all pieces
+    assert sorted(got) == sorted(ref) and all(np.array_equal(got[i], ref[i]) for i in ref)
+    other = seek.decode_runs_kept(str(clips["h264"]), None, auto.packet_index(clips["h264"]), runs[:0])
+    assert other == {} and seek._kept[0][0] == str(clips["h264"])  # another file replaces it

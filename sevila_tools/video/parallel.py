@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +17,15 @@ from sevila_tools.errors import InputError
 from sevila_tools.video import auto
 from sevila_tools.video.base import logger
 from sevila_tools.video.decode import Reader, read_with_fallback
-from sevila_tools.video.seek import Run, RunDecoder, decode_runs, decord_batch, plan_runs, split_runs
+from sevila_tools.video.seek import (
+    Run,
+    RunDecoder,
+    decode_runs,
+    decode_runs_kept,
+    decord_batch,
+    plan_runs,
+    split_runs,
+)
 from sevila_tools.video.workers import in_worker, shared_workers
 
 __all__ = [
@@ -100,38 +109,78 @@ def read_seek(reader: auto.SeekReader, indices: list[int], workers: int) -> tupl
 PIECES_PER_PROCESS = 4
 
 
+class _Pieces:
+    """Pieces ``0..n-1`` claimed from the front (this process) and from the back (workers), and what came of them."""
+
+    def __init__(self, n: int) -> None:
+        self.front, self.back = 0, n
+        self.got: dict[int, np.ndarray] = {}
+        self.errors: list[BaseException] = []
+        self.lock = threading.Lock()
+
+    def claim(self, from_front: bool) -> int | None:
+        with self.lock:
+            if self.front >= self.back or self.errors:
+                return None
+            if from_front:
+                self.front += 1
+                return self.front - 1
+            self.back -= 1
+            return self.back
+
+    def done(self, frames: dict[int, np.ndarray] | None = None, error: BaseException | None = None) -> None:
+        with self.lock:
+            if error is not None:
+                self.errors.append(error)
+            elif frames is not None:
+                self.got.update(frames)
+
+    def stop(self) -> None:
+        with self.lock:
+            self.back = self.front
+
+
 def _share_runs(reader: auto.SeekReader, runs: list[Run], processes: int) -> dict[int, np.ndarray]:
     """Decode ``runs`` with this process and ``processes - 1`` shared workers, balanced as they go.
 
     The runs are cut into contiguous pieces of similar cost. This process decodes pieces from the front, in
-    file order (one open file, no seek where a run continues the previous one); each idle worker gets the
-    next piece from the back. A worker that is slow to start or starved of CPU simply takes fewer pieces.
+    file order (one open file, no seek where a run continues the previous one); a feeder thread hands the
+    next piece from the back to each worker as soon as it is idle, so a worker that is slow to start or
+    starved of CPU simply takes fewer pieces.
     """
     path, size, index = str(reader.path), reader.size, reader.index
     pieces = split_runs(runs, processes * PIECES_PER_PROCESS)
-    got: dict[int, np.ndarray] = {}
-    errors: list[BaseException] = []
-    front, back = 0, len(pieces)  # this process takes pieces[front], the workers pieces[back - 1]
+    plan = _Pieces(len(pieces))
     with shared_workers(processes - 1) as ws, RunDecoder(path, size, index) as mine:
+        args = (ws, plan, pieces, (path, size, index), processes - 1)
+        feeder = threading.Thread(target=_feed, args=args, name="sevila-decode-feeder", daemon=True)
+        feeder.start()
         try:
-            while (front < back and not errors) or ws.busy:
-                while ws.idle > 0 and ws.busy < processes - 1 and front < back - 1 and not errors:
-                    back -= 1
-                    ws.submit(back, decode_runs, (path, size, index, pieces[back]), label=path)
-                if front < back and not errors:
-                    front += 1
-                    try:
-                        got.update(mine.decode(pieces[front - 1]))
-                    except Exception as exc:  # noqa: BLE001 - raised below, once the workers are done
-                        errors.append(exc)
-                for outcome in ws.collect(timeout=0 if front < back and not errors else None):
-                    (got.update if outcome.ok else errors.append)(outcome.value)
+            while (k := plan.claim(from_front=True)) is not None:
+                plan.done(mine.decode(pieces[k]))
+        except Exception as exc:  # noqa: BLE001 - raised below, once the workers are done
+            plan.done(error=exc)
         finally:
-            ws.cancel_busy()  # only after an interruption: their results are no longer wanted
-    if errors:
-        raise errors[0]
-    logger.debug("seek read of %s: %d pieces, %d decoded here", path, len(pieces), front)
-    return got
+            plan.stop()
+            feeder.join()
+            ws.cancel_busy()  # nothing is busy unless the feeder itself failed
+    if plan.errors:
+        raise plan.errors[0]
+    return plan.got
+
+
+def _feed(ws: Any, plan: _Pieces, pieces: list[list[Run]], file: tuple, slots: int) -> None:
+    """The feeder thread: keep up to ``slots`` workers busy with pieces from the back, collect what they return."""
+    try:
+        while True:
+            while ws.busy < slots and (k := plan.claim(from_front=False)) is not None:
+                ws.submit(k, decode_runs_kept, (*file, pieces[k]), label=file[0])
+            if not ws.busy:
+                return
+            for outcome in ws.collect():
+                plan.done(outcome.value if outcome.ok else None, None if outcome.ok else outcome.value)
+    except BaseException as exc:  # noqa: BLE001 - reported to the reading thread
+        plan.done(error=exc)
 
 
 def read_parallel(reader: Reader, indices: list[int], workers: int) -> tuple[np.ndarray, str]:

@@ -6,6 +6,7 @@ How frame indices are kept exact after a seek is explained in ``docs/video.md`` 
 from __future__ import annotations
 
 import bisect
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ __all__ = [
     "SeekMismatch",
     "build_packet_index",
     "decode_runs",
+    "decode_runs_kept",
     "plan_runs",
     "split_runs",
 ]
@@ -185,8 +187,13 @@ class RunDecoder:
             self.container.close()
             raise
 
-    def decode(self, runs: list[Run]) -> dict[int, np.ndarray]:
-        """Frames of the targets of ``runs`` by index (:class:`SeekMismatch` if the output does not map)."""
+    def decode(self, runs: list[Run], resume: bool = True) -> dict[int, np.ndarray]:
+        """Frames of the targets of ``runs`` by index (:class:`SeekMismatch` if the output does not map).
+
+        ``resume=False``: seek for the first run even if the previous call ended before it (runs out of order).
+        """
+        if not resume:
+            self.state.pos = -1
         got: dict[int, np.ndarray] = {}
         self.state.got = got
         self.state.wanted = {t for run in runs for t in run.targets}
@@ -203,6 +210,32 @@ class RunDecoder:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_kept: tuple[tuple, RunDecoder] | None = (
+    None  # a worker's open file, kept for its next piece of the same read
+)
+
+
+def decode_runs_kept(
+    path: str, size: int | None, index: PacketIndex, runs: list[Run]
+) -> dict[int, np.ndarray]:
+    """:func:`decode_runs` keeping the file open for the next call on the same file (a worker's successive
+    pieces of one read); for worker processes, which run one task at a time."""
+    global _kept
+    st = os.stat(path)
+    key = (path, size, st.st_mtime_ns, st.st_size, index.num_frames)
+    if _kept is None or _kept[0] != key:
+        if _kept is not None:
+            _kept[1].close()
+        _kept = None
+        _kept = (key, RunDecoder(path, size, index))
+    try:
+        return _kept[1].decode(runs, resume=False)
+    except BaseException:
+        _kept[1].close()
+        _kept = None
+        raise
 
 
 class _DecodeState:

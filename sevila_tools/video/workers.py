@@ -274,6 +274,17 @@ def shared_workers(size: int):
                 _shared = None
 
 
+def _after_fork_in_child() -> None:
+    """A forked child (e.g. a DataLoader worker) gets its own lock and starts its own workers if it needs any:
+    the lock may have been held by another thread of the parent at the fork."""
+    global _shared_lock, _close_when_free
+    _shared_lock = threading.Lock()
+    _close_when_free = False
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def shared_worker_pids() -> list[int]:
     """Process ids of the shared workers now alive (none before the first parallel read)."""
     with _shared_lock:
