@@ -1,6 +1,6 @@
-"""One video, several processes: the wanted frames are split by keyframe across workers, pixels unchanged.
+"""One video, several processes: the wanted frames are split by keyframe across processes, pixels unchanged.
 
-The calling process decodes the first share itself; the other shares go to the shared worker processes.
+The calling process always decodes a share itself; the other shares go to the shared worker processes.
 """
 
 from __future__ import annotations
