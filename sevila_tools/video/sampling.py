@@ -21,6 +21,7 @@ __all__ = [
     "SampledFrames",
     "frames_at_times",
     "read_frames",
+    "read_indices",
     "sample_frames",
     "sample_indices",
     "window_is_empty",

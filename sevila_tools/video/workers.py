@@ -21,7 +21,16 @@ from typing import Any
 
 from sevila_tools.errors import VideoError
 
-__all__ = ["Outcome", "WorkerSet", "close_shared_workers", "in_worker", "serve", "shared_workers"]
+__all__ = [
+    "Outcome",
+    "WorkerSet",
+    "close_shared_workers",
+    "in_worker",
+    "keep_shared_workers",
+    "serve",
+    "shared_worker_pids",
+    "shared_workers",
+]
 
 _LIVE: weakref.WeakSet[WorkerSet] = weakref.WeakSet()
 _IN_WORKER = False
@@ -221,10 +230,8 @@ def serve(fd: int) -> None:
     _IN_WORKER = True
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the parent, which then closes us
     conn = Connection(fd)
-    with contextlib.suppress(Exception):  # the readers' libraries, loaded while no task waits
+    with contextlib.suppress(Exception):  # the reader's library, loaded while no task waits
         import av  # noqa: F401, PLC0415
-
-        import sevila_tools.video.seek  # noqa: F401, PLC0415
     while True:
         try:
             msg = conn.recv()
