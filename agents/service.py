@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from sevila_tools.agents.toolset import SPECS, ToolSpec
 from sevila_tools.errors import InputError, error_line
 from sevila_tools.schemas import DEFAULT_MODEL, VideoAnswerResult, weights_notice
+from sevila_tools.video import WarmDecoders
 
 log = logging.getLogger("sevila_tools.agents")
 
@@ -78,6 +79,7 @@ class ToolService:
         self.loads = 0  # how many times a runtime was loaded (at most 1)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sevila-model")
         self._dir_lock = threading.Lock()
+        self._decoders = WarmDecoders()  # decode workers kept warm: a new video pays no process start-up
 
     # -------------------------------------------------------------------------------------------- runtime
     def _ensure_chain(self) -> Any:
@@ -128,6 +130,7 @@ class ToolService:
         """Stop the worker thread (after the queued calls, unless ``cancel_pending``) and delete the thumbnail
         folder when the service created it."""
         self._executor.shutdown(wait=wait, cancel_futures=cancel_pending)
+        self._decoders.close()
         with self._dir_lock:
             if self._owns_output_dir and self._output_dir is not None:
                 shutil.rmtree(self._output_dir, ignore_errors=True)

@@ -18,6 +18,7 @@ import torch
 
 from sevila_tools.encoding.types import EncodedVideo
 from sevila_tools.video import SampledFrames
+from sevila_tools.video.base import check_decoder
 
 log = logging.getLogger("sevila_tools.encoding")
 
@@ -117,7 +118,7 @@ def _sampled(meta: dict[str, Any], frames: np.ndarray) -> SampledFrames:
         fps=float(meta["fps"]),
         num_video_frames=int(meta["num_video_frames"]),
         padded=bool(meta["padded"]),
-        decoder=str(meta["decoder"]),
+        decoder=check_decoder(str(meta["decoder"])),
     )
 
 

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from sevila_tools.errors import SevilaError, error_line
 from sevila_tools.schemas import DEFAULT_FRAMES, DEFAULT_KEYFRAMES, LocalizeRequest
+from sevila_tools.video import WarmDecoders
 from sevila_tools.web.callbacks import Comparison, Stage, WebDemo, web_selectors
 from sevila_tools.web.uploads import MIB, VIDEO_EXTENSIONS
 
@@ -247,6 +248,7 @@ def build_app(demo_svc: WebDemo) -> gr.Blocks:
 def launch(demo_svc: WebDemo, host: str = "127.0.0.1", port: int = 7860, share: bool = False) -> None:
     """Serve the page until interrupted; every session's files are deleted on the way out."""
     demo = build_app(demo_svc)
+    decoders = WarmDecoders()  # decode workers kept warm while the page is served
     try:
         demo.launch(
             server_name=host,
@@ -259,4 +261,5 @@ def launch(demo_svc: WebDemo, host: str = "127.0.0.1", port: int = 7860, share: 
             inbrowser=False,
         )
     finally:
+        decoders.close()
         demo_svc.close()
