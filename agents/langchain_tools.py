@@ -11,29 +11,19 @@ from collections.abc import Sequence
 from typing import Any
 
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
-from pydantic import ValidationError
 
-from sevila_tools.agents.service import (
-    DEFAULT_MODEL,
-    SPECS,
-    TOOL_SPECS,
-    ToolService,
-    ToolSpec,
-    describe_error,
-    summary_json,
-)
+from sevila_tools.agents.service import ToolService
+from sevila_tools.agents.toolset import SPECS, TOOL_SPECS, ToolSpec, summary_json
+from sevila_tools.errors import error_line
+from sevila_tools.schemas import DEFAULT_MODEL
 
 log = logging.getLogger("sevila_tools.agents")
 
 __all__ = ["ToolService", "build_tools", "make_tool"]
 
 
-def _validation_message(exc: ValidationError) -> str:
-    return describe_error(exc)
-
-
 def make_tool(service: ToolService, spec: ToolSpec | str, thumbnails: bool = True) -> StructuredTool:
-    """One LangChain tool for ``spec`` (a :data:`~sevila_tools.agents.service.TOOL_SPECS` entry or its name)."""
+    """One LangChain tool for ``spec`` (a :data:`~sevila_tools.agents.toolset.TOOL_SPECS` entry or its name)."""
     if isinstance(spec, str):
         spec = SPECS[spec]
     name = spec.name
@@ -44,20 +34,24 @@ def make_tool(service: ToolService, spec: ToolSpec | str, thumbnails: bool = Tru
             artifact["thumbnails"] = service.thumbnails(name, result)
         return summary_json(name, result), artifact
 
+    def request(kwargs: dict[str, Any]) -> Any:
+        """LangChain already validated ``kwargs`` against ``args_schema``: build the request without a second pass."""
+        return spec.request_model.model_construct(**kwargs)
+
     def run(**kwargs: Any) -> tuple[str, dict[str, Any]]:
         try:
-            result = service.call(name, kwargs)
+            result = service.call(name, request(kwargs))
         except Exception as exc:  # noqa: BLE001 - every failure is reported to the model, never raised
             log.debug("tool %s failed", name, exc_info=True)
-            raise ToolException(f"{name} failed: {describe_error(exc)}") from exc
+            raise ToolException(f"{name} failed: {error_line(exc)}") from exc
         return _pack(result)
 
     async def arun(**kwargs: Any) -> tuple[str, dict[str, Any]]:
         try:
-            result = await service.acall(name, kwargs)
+            result = await service.acall(name, request(kwargs))
         except Exception as exc:  # noqa: BLE001
             log.debug("tool %s failed", name, exc_info=True)
-            raise ToolException(f"{name} failed: {describe_error(exc)}") from exc
+            raise ToolException(f"{name} failed: {error_line(exc)}") from exc
         import anyio.to_thread
 
         return await anyio.to_thread.run_sync(_pack, result)
@@ -72,7 +66,7 @@ def make_tool(service: ToolService, spec: ToolSpec | str, thumbnails: bool = Tru
         infer_schema=False,
         response_format="content_and_artifact",
         handle_tool_error=True,
-        handle_validation_error=_validation_message,
+        handle_validation_error=error_line,
     )
 
 

@@ -19,14 +19,10 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, ImageContent, TextContent, ToolAnnotations
 from pydantic import BaseModel, WithJsonSchema
 
-from sevila_tools.agents.service import (
-    DEFAULT_MODEL,
-    TOOL_SPECS,
-    ToolService,
-    ToolSpec,
-    describe_error,
-    summary_json,
-)
+from sevila_tools.agents.service import ToolService
+from sevila_tools.agents.toolset import TOOL_SPECS, ToolSpec, summary_json
+from sevila_tools.errors import error_line
+from sevila_tools.schemas import DEFAULT_MODEL
 
 log = logging.getLogger("sevila_tools.agents")
 
@@ -71,7 +67,7 @@ def _tool_function(service: ToolService, spec: ToolSpec, images: bool) -> Any:
             result = await service.acall(name, kwargs)
         except Exception as exc:  # noqa: BLE001 - reported to the client as an isError result
             log.debug("tool %s failed", name, exc_info=True)
-            raise ToolError(describe_error(exc)) from exc
+            raise ToolError(error_line(exc)) from exc
         content: list[Any] = [TextContent(type="text", text=summary_json(name, result))]
         if images:
             import anyio.to_thread

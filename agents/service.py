@@ -1,9 +1,8 @@
 """One thread-safe tool service (one lazily loaded model, one worker thread, allowed roots) shared by the
-LangChain tools and the MCP server; the tools are defined once here from the request/result models."""
+LangChain tools and the MCP server; it runs the entries of the one tool list (:mod:`sevila_tools.agents.toolset`)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import shutil
@@ -11,271 +10,22 @@ import tempfile
 import threading
 import uuid
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel
 
-from sevila_tools.errors import InputError, SevilaError
-from sevila_tools.prompts import LETTERS
-from sevila_tools.schemas import (
-    DEFAULT_SELECTOR,
-    AnswerRequest,
-    AnswerResult,
-    AskRequest,
-    AskResult,
-    ForwardRequest,
-    ForwardResult,
-    KeyFrame,
-    LocalizeRequest,
-    LocalizeResult,
-    MomentsRequest,
-    MomentsResult,
-    PseudoLabelRequest,
-    PseudoLabelResult,
-)
+from sevila_tools.agents.toolset import SPECS, ToolSpec
+from sevila_tools.errors import InputError, error_line
+from sevila_tools.schemas import DEFAULT_MODEL, VideoAnswerResult, weights_notice
+from sevila_tools.video import WarmDecoders
 
 log = logging.getLogger("sevila_tools.agents")
 
-DEFAULT_MODEL = "Salesforce/blip2-flan-t5-xl"
-#: Per-frame rows are sent to the model only up to this many candidate frames (else keyframes only).
-SMALL_FRAME_LIST = 16
 #: Longest side of keyframe thumbnails (pixels).
 THUMBNAIL_SIZE = 320
-
-
-# ------------------------------------------------------------------------------------------------ extra models
-class VideoQuestionRequest(ForwardRequest):
-    """Multiple-choice question: the forward chain (selector -> Answerer), or the Answerer at given times."""
-
-    timestamps: list[float] | None = Field(
-        default=None, max_length=64,
-        description=(
-            "Optional: read exactly the frames shown at these times (seconds, e.g. keyframe times from "
-            "localize_keyframes) instead of localizing; selector, num_frames, num_keyframes, start and end are "
-            "then not used. Null or empty: run the selector."
-        ),
-    )
-
-
-class VideoAnswerResult(ForwardResult):
-    """Answer plus the localization it came from (``localization`` is null when ``timestamps`` were given)."""
-
-    localization: LocalizeResult | None = Field(  # type: ignore[assignment]
-        default=None, description="Keyframe selection (null when the frames were given by timestamps)."
-    )
-
-
-class ListSelectorsRequest(BaseModel):
-    """No arguments."""
-
-    model_config = ConfigDict(extra="forbid")
-
-
-class SelectorInfo(BaseModel):
-    """One keyframe selector."""
-
-    name: str
-    description: str
-    needs_gold: bool = Field(default=False, description="Needs the correct `answer` (evaluation only).")
-
-
-class SelectorList(BaseModel):
-    """The keyframe selectors accepted by the ``selector`` argument."""
-
-    selectors: list[SelectorInfo]
-    default: str = DEFAULT_SELECTOR
-
-
-# ------------------------------------------------------------------------------------------------ errors
-def describe_error(exc: BaseException) -> str:
-    """One readable line for a tool error (what the agent or MCP client sees)."""
-    if isinstance(exc, ValidationError):
-        parts = []
-        for err in exc.errors():
-            loc = ".".join(str(x) for x in err.get("loc", ()) if x != "__root__")
-            msg = str(err.get("msg", "")).removeprefix("Value error, ")
-            parts.append(f"{loc}: {msg}" if loc else msg)
-        return "invalid arguments: " + "; ".join(parts)
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    if not isinstance(exc, SevilaError):
-        text = f"{type(exc).__name__}: {text}"
-    return text[:500]
-
-
-# ------------------------------------------------------------------------------------------------ tool specs
-def _r(x: float | None, nd: int = 3) -> float | None:
-    return None if x is None else round(float(x), nd)
-
-
-def _keyframes(kfs: list[KeyFrame]) -> list[dict[str, Any]]:
-    return [{"time": _r(k.time), "frame_index": k.frame_index, "score": _r(k.score, 4)} for k in kfs]
-
-
-def _with_notice(d: dict[str, Any], notice: str | None) -> dict[str, Any]:
-    if notice:
-        d["notice"] = notice
-    return d
-
-
-def summarize_localize(res: LocalizeResult) -> dict[str, Any]:
-    """What the model reads from localize_keyframes: keyframe times and scores (all frames only when few)."""
-    out: dict[str, Any] = {"video": res.video, "selector": res.selector, "num_frames": res.num_frames,
-                           "keyframes": _keyframes(res.keyframes)}
-    if len(res.frames) <= SMALL_FRAME_LIST and any(f.score is not None for f in res.frames):
-        out["frames"] = [{"time": _r(f.time), "score": _r(f.score, 4)} for f in res.frames]
-    return _with_notice(out, res.notice)
-
-
-def _answer_part(ans: AnswerResult) -> dict[str, Any]:
-    return {
-        "answer": ans.answer_letter, "answer_index": ans.answer_index, "answer_text": ans.answer_text,
-        "option_probs": {LETTERS[i]: _r(p, 4) for i, p in enumerate(ans.option_probs)},
-    }
-
-
-def summarize_answer(res: VideoAnswerResult) -> dict[str, Any]:
-    """Answer letter/index/text, option probabilities, and the frames read (times in seconds)."""
-    out = _answer_part(res.answer)
-    if res.localization is not None:
-        out["selector"] = res.localization.selector
-        out["keyframes"] = _keyframes(res.localization.keyframes)
-    else:
-        out["frame_times"] = [_r(t) for t in res.answer.frame_times]
-    return _with_notice(out, res.answer.notice)
-
-
-def summarize_ask(res: AskResult) -> dict[str, Any]:
-    """Free-text answer and the keyframes it was read from."""
-    return _with_notice({"answer_text": res.answer_text, "keyframes": _keyframes(res.keyframes)}, res.notice)
-
-
-def summarize_pseudo_label(res: PseudoLabelResult) -> dict[str, Any]:
-    """Per-frame yes/no labels (time, label, predicted option) and the positive rate."""
-    labels = [{"time": _r(lab.time), "label": lab.label, "predicted": LETTERS[lab.predicted]} for lab in res.labels]
-    out: dict[str, Any] = {"answer": res.answer, "positive_rate": _r(res.positive_rate, 4)}
-    if len(labels) <= 4 * SMALL_FRAME_LIST:
-        out["labels"] = labels
-    else:
-        out["yes_times"] = [x["time"] for x in labels if x["label"] == "yes"]
-    return _with_notice(out, res.notice)
-
-
-def summarize_moments(res: MomentsResult) -> dict[str, Any]:
-    """What the model reads from find_moments: the ranked windows (seconds) and the rule behind them."""
-    out = {"video": res.video, "query": res.query, "duration": _r(res.duration),
-           "windows": [{"start": _r(w[0]), "end": _r(w[1]), "score": _r(w[2], 4)} for w in res.pred_relevant_windows],
-           "note": res.span_rule}
-    return _with_notice(out, res.notice)
-
-
-def summarize_selectors(res: SelectorList) -> dict[str, Any]:
-    return res.model_dump(mode="json")
-
-
-@dataclass(frozen=True)
-class ToolSpec:
-    """One tool: name, model-facing description, request/result models, runner and compact summary."""
-
-    name: str
-    description: str
-    request_model: type[BaseModel]
-    result_model: type[BaseModel]
-    method: str  # ToolService method run on the worker thread
-    summarize: Callable[[Any], dict[str, Any]]
-    needs_video: bool = True
-
-    def keyframes(self, result: BaseModel) -> list[KeyFrame]:
-        """Keyframes of a result (for thumbnails)."""
-        if isinstance(result, LocalizeResult):
-            return list(result.keyframes)
-        if isinstance(result, VideoAnswerResult):
-            if result.localization is not None:
-                return list(result.localization.keyframes)
-            return [KeyFrame(frame_index=i, time=t) for i, t in zip(result.answer.frame_indices,
-                                                                    result.answer.frame_times, strict=True)]
-        if isinstance(result, AskResult):
-            return list(result.keyframes)
-        return []
-
-
-_VIDEO_NOTE = (
-    " `video` is a path to a video file on this machine (relative paths are resolved against the first allowed "
-    "directory). Times are in seconds."
-)
-
-TOOL_SPECS: tuple[ToolSpec, ...] = (
-    ToolSpec(
-        name="list_selectors",
-        description=(
-            "List the keyframe selectors accepted by the `selector` argument of localize_keyframes, "
-            "answer_video_question and ask_video, with what each one does. The default, 'localizer' (SeViLA's "
-            "learned localizer), is usually best; call this only to pick another one (e.g. 'uniform')."
-        ),
-        request_model=ListSelectorsRequest, result_model=SelectorList, method="list_selectors",
-        summarize=summarize_selectors, needs_video=False,
-    ),
-    ToolSpec(
-        name="localize_keyframes",
-        description=(
-            "Find WHEN in a video the moments relevant to a question happen, without answering it. Samples "
-            "`num_frames` candidate frames evenly (optionally only between `start` and `end`), scores each one "
-            "with the `selector` and returns the top `num_keyframes` keyframes in time order, each with its time "
-            "and score. Use it to locate events, or to pick `timestamps` for answer_video_question."
-            + _VIDEO_NOTE
-        ),
-        request_model=LocalizeRequest, result_model=LocalizeResult, method="localize",
-        summarize=summarize_localize,
-    ),
-    ToolSpec(
-        name="answer_video_question",
-        description=(
-            "Answer a MULTIPLE-CHOICE question about a video: give the `question` and 2 to 5 `options` (plain "
-            "answer texts, no letters). By default it runs the full SeViLA chain: the `selector` picks the "
-            "`num_keyframes` most relevant of `num_frames` candidate frames and the answerer reads them together. "
-            "With `timestamps` it reads exactly the frames at those times instead. Returns the chosen option "
-            "(letter A-E, 0-based index, text), every option's probability and the frame times used. For "
-            "questions without candidate answers use ask_video." + _VIDEO_NOTE
-        ),
-        request_model=VideoQuestionRequest, result_model=VideoAnswerResult, method="answer",
-        summarize=summarize_answer,
-    ),
-    ToolSpec(
-        name="ask_video",
-        description=(
-            "Answer an OPEN-ENDED question about a video in free text (no options): selects keyframes like "
-            "localize_keyframes, then the answerer writes a short answer (a few words) from them. Returns the "
-            "text and the keyframe times. When you can list candidate answers, answer_video_question is more "
-            "reliable." + _VIDEO_NOTE
-        ),
-        request_model=AskRequest, result_model=AskResult, method="ask", summarize=summarize_ask,
-    ),
-    ToolSpec(
-        name="find_moments",
-        description=(
-            "Find WHERE in a video a described moment happens (moment retrieval): scores `num_frames` frames for "
-            "the `query` text and returns ranked time windows [start, end, score] plus a saliency score per 2 s. "
-            "Use it for 'when does X happen' without answer options." + _VIDEO_NOTE
-        ),
-        request_model=MomentsRequest, result_model=MomentsResult, method="moments", summarize=summarize_moments,
-    ),
-    ToolSpec(
-        name="pseudo_label_frames",
-        description=(
-            "For a multiple-choice question whose correct option is KNOWN (`answer` = its 0-based index), label "
-            "each of `num_frames` sampled frames 'yes' if the answerer picks the correct option from that frame "
-            "alone, else 'no'. Shows which moments support the answer (SeViLA's reverse chain, used to train the "
-            "localizer); it does not answer questions." + _VIDEO_NOTE
-        ),
-        request_model=PseudoLabelRequest, result_model=PseudoLabelResult, method="pseudo_label",
-        summarize=summarize_pseudo_label,
-    ),
-)
-
-SPECS: dict[str, ToolSpec] = {s.name: s for s in TOOL_SPECS}
 
 
 # ------------------------------------------------------------------------------------------------ service
@@ -329,6 +79,7 @@ class ToolService:
         self.loads = 0  # how many times a runtime was loaded (at most 1)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sevila-model")
         self._dir_lock = threading.Lock()
+        self._decoders = WarmDecoders()  # decode workers kept warm: a new video pays no process start-up
 
     # -------------------------------------------------------------------------------------------- runtime
     def _ensure_chain(self) -> Any:
@@ -345,8 +96,8 @@ class ToolService:
                     self.model, self.checkpoint, device=self.device, trust_checkpoint=self.trust_checkpoint
                 )
                 self.loads += 1
-                if self._runtime.random_weights:
-                    log.warning("random weights (%s): outputs are meaningless", self.model)
+                if notice := weights_notice(self._runtime.random_weights):
+                    log.warning("%s", notice)
                 log.info("model ready on %s", self._runtime.device)
             self._chain = SevilaChain(
                 self._runtime, decoder=self.decoder, store=MemoryStore(self.cache_items), prompts=self.prompts
@@ -365,7 +116,7 @@ class ToolService:
 
         def report(f: Future[Any]) -> None:
             if not f.cancelled() and f.exception() is not None:
-                log.error("model loading failed: %s", describe_error(f.exception()))  # type: ignore[arg-type]
+                log.error("model loading failed: %s", error_line(f.exception()))  # type: ignore[arg-type]
 
         fut.add_done_callback(report)
         return fut
@@ -379,6 +130,7 @@ class ToolService:
         """Stop the worker thread (after the queued calls, unless ``cancel_pending``) and delete the thumbnail
         folder when the service created it."""
         self._executor.shutdown(wait=wait, cancel_futures=cancel_pending)
+        self._decoders.close()
         with self._dir_lock:
             if self._owns_output_dir and self._output_dir is not None:
                 shutil.rmtree(self._output_dir, ignore_errors=True)
@@ -415,10 +167,14 @@ class ToolService:
 
     # -------------------------------------------------------------------------------------------- requests
     def prepare(self, name: str, args: BaseModel | dict[str, Any] | None) -> BaseModel:
-        """Validate ``args`` against tool ``name``'s request model and resolve/check the video path."""
+        """``args`` as tool ``name``'s request (validated once: a request instance is used as it is) with the video
+        path resolved and checked."""
         spec = self.spec(name)
-        raw = args.model_dump() if isinstance(args, BaseModel) else dict(args or {})
-        req = spec.request_model.model_validate(raw)
+        if type(args) is spec.request_model:
+            req = args
+        else:
+            raw = args.model_dump() if isinstance(args, BaseModel) else dict(args or {})
+            req = spec.request_model.model_validate(raw)
         if spec.needs_video:
             req = req.model_copy(update={"video": self.resolve_video(req.video)})  # type: ignore[attr-defined]
         return req
@@ -432,8 +188,7 @@ class ToolService:
     def submit(self, name: str, args: BaseModel | dict[str, Any] | None) -> Future[BaseModel]:
         """Validate now, queue the model work on the worker thread; the future holds the result model."""
         req = self.prepare(name, args)
-        method = getattr(self, "_run_" + self.spec(name).method)
-        return self._executor.submit(method, req)
+        return self._executor.submit(self.spec(name).run, self._ensure_chain, req)
 
     def call(self, name: str, args: BaseModel | dict[str, Any] | None = None) -> BaseModel:
         """Run tool ``name`` (blocking; safe from any thread)."""
@@ -449,39 +204,6 @@ class ToolService:
 
             return await anyio.to_thread.run_sync(fut.result, abandon_on_cancel=True)
         return await asyncio.wrap_future(fut)
-
-    # -------------------------------------------------------------------------------------------- work (worker)
-    def _run_list_selectors(self, req: ListSelectorsRequest) -> SelectorList:
-        from sevila_tools.selectors import REGISTRY
-
-        classes = sorted(REGISTRY.values(), key=lambda c: (c.rank, c.name))
-        return SelectorList(selectors=[
-            SelectorInfo(name=c.name, description=c.description, needs_gold=c.needs_gold) for c in classes
-        ])
-
-    def _run_localize(self, req: LocalizeRequest) -> LocalizeResult:
-        return self._ensure_chain().localizer(req)
-
-    def _run_answer(self, req: VideoQuestionRequest) -> VideoAnswerResult:
-        chain = self._ensure_chain()
-        if req.timestamps:
-            fields = {"video", "question", "options", "timestamps", "decoding", "answerer"}
-            answer = chain.answerer(AnswerRequest.model_validate(req.model_dump(include=fields)))
-            return VideoAnswerResult(localization=None, answer=answer)
-        fwd = chain.forward(ForwardRequest.model_validate(req.model_dump(exclude={"timestamps"})))
-        return VideoAnswerResult(localization=fwd.localization, answer=fwd.answer)
-
-    def _run_moments(self, req: MomentsRequest) -> MomentsResult:
-        from sevila_tools.eval.predict import find_moments
-
-        chain = self._ensure_chain()
-        return find_moments(chain.runtime, req, chain.pipeline.encoder)
-
-    def _run_ask(self, req: AskRequest) -> AskResult:
-        return self._ensure_chain().ask(req)
-
-    def _run_pseudo_label(self, req: PseudoLabelRequest) -> PseudoLabelResult:
-        return self._ensure_chain().pseudo_labeller(req)
 
     # -------------------------------------------------------------------------------------------- thumbnails
     def thumbnails(self, name: str, result: BaseModel, size: int = THUMBNAIL_SIZE) -> list[str]:
@@ -511,10 +233,5 @@ class ToolService:
                 paths.append(str(path))
             return paths
         except Exception as exc:  # noqa: BLE001 - thumbnails are a convenience
-            log.warning("could not write keyframe thumbnails for %s: %s", video, describe_error(exc))
+            log.warning("could not write keyframe thumbnails for %s: %s", video, error_line(exc))
             return []
-
-
-def summary_json(name: str, result: BaseModel) -> str:
-    """The compact JSON text the model reads for a result of tool ``name``."""
-    return json.dumps(SPECS[name].summarize(result), ensure_ascii=False)

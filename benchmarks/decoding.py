@@ -13,8 +13,10 @@ from sevila_tools.timing import Timer
 
 @dataclass(frozen=True)
 class DecodeKnobs:
-    """``decoder``: auto|decord|pyav; ``workers``: decode processes (0: in-process, one background thread
-    for a dataset run, as ``sevila eval``); ``prefetch``: videos decoded ahead of the model."""
+    """``decoder``: auto|decord|pyav; ``workers``: decode processes (0: the library's default, i.e. one video
+    split over the usable cores, and one background thread for a dataset run, as ``sevila eval``; N: one video
+    split over N processes, the calling one included, or a ``DecodePool`` of N for a dataset run);
+    ``prefetch``: videos decoded ahead of the model."""
 
     decoder: str = "auto"
     workers: int = 0
@@ -46,9 +48,10 @@ def make_encoder(runtime: Any, knobs: DecodeKnobs, timer: Timer | None = None) -
 
 
 def decode(path: str, num_frames: int, knobs: DecodeKnobs) -> video.SampledFrames:
-    """SeViLA's sampling of ``num_frames`` frames of one video, split across ``knobs.workers`` processes."""
+    """SeViLA's sampling of ``num_frames`` frames of one video, split across ``knobs.workers`` processes
+    (0: the library's default)."""
     kw: dict[str, Any] = {}
-    if knobs.workers > 1 and video_api()["sample_frames_workers"]:
+    if knobs.workers > 0 and video_api()["sample_frames_workers"]:
         kw["workers"] = knobs.workers
     return video.sample_frames(path, num_frames, decoder=knobs.decoder, **kw)
 
@@ -73,8 +76,8 @@ def one_reader(path: str, num_frames: int) -> video.SampledFrames:
 
 
 def encode_one(encoder: VideoEncoder, path: str, num_frames: int, knobs: DecodeKnobs) -> EncodedVideo:
-    """One new video: the encoder's own decode, or (``workers > 1``) :func:`decode` + the encoder's ViT."""
-    if knobs.workers <= 1:
+    """One new video: the encoder's own decode (the default), or (``workers > 0``) :func:`decode` + the ViT."""
+    if knobs.workers <= 0:
         return encoder.encode(FrameSpec(path, num_frames))
     with encoder.timer.stage("decode"):
         frames = decode(path, num_frames, knobs)

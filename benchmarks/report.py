@@ -100,6 +100,8 @@ def _print_dataset(console: Console, d: dict[str, Any]) -> None:
         + ("met" if d["overlap_target_met"] else "[red]MISSED[/red]")
         + f"), wall / sum(alone) {d['wall_vs_sum_alone']:.2f}"
     )
+    if d.get("verdict"):
+        console.print(f"dataset overlap per repeat: {d.get('overlap_runs')}; {d['verdict']}")
 
 
 def print_report(report: dict[str, Any], console: Console) -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sevila_tools.encoding import EncodedVideo
+from sevila_tools.errors import first_line
 from sevila_tools.pipeline import ChainOutput, Pipeline, Query
 
 from .datasets import Sample
@@ -45,7 +46,7 @@ def moments(pipeline: Pipeline, items: Sequence[tuple[EncodedVideo, Query]], dur
             Moments(
                 windows=frames_to_windows(y, z, fr.edges, fr.fps, dur, span),
                 saliency=[_r(v, 4) for v in frames_to_saliency(p, fr.timestamps[:n_eff], dur)],
-                frame_sec=[_r(t, 4) for t in fr.timestamps[:n_eff]],
+                frame_sec=[float(t) for t in fr.timestamps[:n_eff]],  # labelled as is: no rounding
                 frame_yes=[int(a > b) for a, b in zip(y, z, strict=True)],
                 yes_prob=[_r(v, 6) for v in p],
             )
@@ -87,14 +88,15 @@ def choice_record(sample: Sample, out: ChainOutput, settings: dict[str, Any]) ->
     }
     if ans.votes is not None:
         rec["votes"] = ans.votes
+    if "per_frame_predictions" in sel.extra:  # each candidate answered alone (the oracle): avg_acc reads them
+        rec["frame_predictions"] = [int(p) for p in sel.extra["per_frame_predictions"]]
     return rec
 
 
 def error_record(sample: Sample, exc: BaseException, moments_task: bool) -> dict[str, Any]:
     """A record for a question whose video could not be used (never another video's frames)."""
-    text = str(exc).strip()
     qid: Any = int(sample.qid) if moments_task else sample.qid
-    return {"qid": qid, "video": sample.video_id, "error": text.splitlines()[0] if text else repr(exc)}
+    return {"qid": qid, "video": sample.video_id, "error": first_line(exc)}
 
 
 #: the prompt style of moment retrieval (the Localizer asked whether a frame shows the query)

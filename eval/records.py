@@ -6,12 +6,12 @@ import json
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from sevila_tools.errors import InputError
+from sevila_tools.files import FILE_MODE, atomic_write_text
 
 log = logging.getLogger("sevila_tools.eval")
 
@@ -22,8 +22,8 @@ _SHARD_RE = re.compile(r"\.rank\d+\.part$")
 
 
 def qid_of(rec: dict[str, Any]) -> str:
-    """The record's question id as a string."""
-    return str(rec.get("qid"))
+    """The record's question id as a string (``qid`` in prediction files, ``question_id`` in frames files)."""
+    return str(rec["qid"] if "qid" in rec else rec.get("question_id"))
 
 
 def is_error(rec: dict[str, Any]) -> bool:
@@ -33,7 +33,7 @@ def is_error(rec: dict[str, Any]) -> bool:
 
 def _parse_line(line: bytes) -> dict[str, Any]:
     rec = json.loads(line.decode("utf-8"))
-    if not isinstance(rec, dict) or "qid" not in rec:
+    if not isinstance(rec, dict) or ("qid" not in rec and "question_id" not in rec):
         raise ValueError("not a record with a qid")
     return rec
 
@@ -84,22 +84,6 @@ def dumps(rec: dict[str, Any]) -> str:
     return json.dumps(rec, ensure_ascii=False, separators=(", ", ": "))
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path`` (mode 0644), fsync, rename into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def atomic_write_lines(path: Path, records: Iterable[dict[str, Any]]) -> None:
     """Write records as JSON Lines atomically."""
     atomic_write_text(path, "".join(dumps(r) + "\n" for r in records))
@@ -112,7 +96,7 @@ class Writer:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.f = open(path, "w" if fresh else "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
-        os.chmod(path, 0o644)
+        os.chmod(path, FILE_MODE)
 
     def write_batch(self, records: Sequence[dict[str, Any]]) -> None:
         for rec in records:

@@ -15,8 +15,16 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sevila_tools.encoding import EncodedVideo, FrameSpec
 from sevila_tools.errors import InputError, SevilaError, VideoError
+from sevila_tools.files import atomic_write_text
 from sevila_tools.pipeline import Query
-from sevila_tools.schemas import DEFAULT_ANSWERER, DEFAULT_SELECTOR
+from sevila_tools.schemas import (
+    DEFAULT_ANSWERER,
+    DEFAULT_KEYFRAMES,
+    DEFAULT_SELECTOR,
+    ModelOptions,
+    cli_flags,
+    weights_notice,
+)
 
 from .datasets import DatasetSpec, Sample, get_dataset, preflight
 from .distributed import Dist, distributed, rank_device
@@ -27,77 +35,74 @@ from .records import (
     PREDICTIONS_NAME,
     SHARD_SUFFIX,
     Writer,
-    atomic_write_text,
     compact,
     existing_records,
     is_error,
     latest,
+    qid_of,
     read_records,
     shard_files,
 )
+from .session import RunLog
 
 log = logging.getLogger("sevila_tools.eval")
 
-DEFAULT_MODEL = "Salesforce/blip2-flan-t5-xl"
 SETTINGS_NAME = "settings.json"
 SUMMARY_NAME = "summary.json"
 LOG_NAME = "log.txt"
 
 
-class RunOptions(BaseModel):
+class RunOptions(ModelOptions):
     """What every dataset run (``sevila eval``, ``sevila ablate``) is configured with: data, output, model,
     decoding and throughput settings."""
 
     model_config = ConfigDict(extra="forbid")
 
-    dataset: str
-    annotations: Path
-    out: Path
-    videos: Path | None = None
-    video_map: Path | None = None
-    video_ext: str = ".mp4"
-    decoding: Literal["faithful", "teacher_forced"] = "faithful"
-    limit: int | None = Field(default=None, ge=1)
-    resume: bool = False
-    overwrite: bool = False
-    retry_errors: bool = False
-    skip_missing: bool = False
-    model: str = DEFAULT_MODEL
-    checkpoint: str = "auto"
-    device: str = "auto"
-    trust_checkpoint: bool = False
-    decoder: str = "auto"
-    batch_size: int = Field(default=8, ge=1, le=1024)
-    cache: bool = True
-    cache_dir: Path | None = None
-    prefetch: int = Field(default=2, ge=0, le=64)
-    decode_workers: int = Field(default=0, ge=0, le=64)
-    seed: int = 0
+    dataset: str = Field(description="Dataset name.", json_schema_extra=cli_flags("--dataset", "-d"))
+    annotations: Path = Field(description="Official annotation file or SeViLA JSON.",
+                              json_schema_extra=cli_flags("--annotations", "-a"))
+    out: Path = Field(description="Run folder: predictions.jsonl, summary.json, log.txt.")
+    videos: Path | None = Field(None, description="Folder holding the videos.")
+    video_map: Path | None = Field(None, description="{video id: relative path} JSON (NExT-QA map file).")
+    video_ext: str = Field(".mp4", description="Extension appended to video stems.", json_schema_extra=cli_flags(
+        metavar="EXT"))
+    decoding: Literal["faithful", "teacher_forced"] = Field("faithful", description="Letter decoding rule.")
+    limit: int | None = Field(default=None, ge=1, description="Only the first N samples.")
+    resume: bool = Field(False, description="Continue the run in --out (same settings only).",
+                         json_schema_extra=cli_flags("--resume"))
+    overwrite: bool = Field(False, description="Replace what --out already holds.",
+                            json_schema_extra=cli_flags("--overwrite"))
+    retry_errors: bool = Field(False, description="With --resume, run the error records again.",
+                               json_schema_extra=cli_flags("--retry-errors"))
+    skip_missing: bool = Field(False, description="Go on without missing or unreadable videos.",
+                               json_schema_extra=cli_flags("--skip-missing"))
+    batch_size: int = Field(default=8, ge=1, le=1024, description="Questions per model batch.",
+                            json_schema_extra=cli_flags("--batch-size", "-b"))
+    cache: bool = Field(True, description="Read and write the feature cache.")
+    cache_dir: Path | None = Field(None, description="Feature cache folder (default: $SEVILA_CACHE_DIR or "
+                                   "~/.cache/sevila_tools/features).")
+    prefetch: int = Field(default=2, ge=0, le=64, description="Videos decoded ahead of the model.")
+    decode_workers: int = Field(default=0, ge=0, le=64, description="Decode in this many processes (0: a thread).")
+    seed: int = Field(0, description="Seed (recorded; used by random selectors).")
 
 
-class EvalConfig(RunOptions):
-    """Everything that defines one evaluation run (recorded in ``summary.json``).
+class SelectionOptions(RunOptions):
+    """A dataset run with one keyframe selector (``sevila eval``, ``sevila select``): the selector, its options,
+    and how many candidate frames and keyframes."""
 
-    ``out`` is the run folder (``predictions.jsonl``, ``errors.jsonl`` for moment runs, ``settings.json``,
-    ``summary.json``, ``log.txt``). ``frames`` defaults to the dataset's (32; 75 for QVHighlights). ``limit``
-    keeps the first N samples of the annotation file. ``cache_dir=None``: ``$SEVILA_CACHE_DIR`` or
-    ``~/.cache/sevila_tools/features``. ``selector_options``: flat options, each selector takes what it declares.
-    """
-
-    selector: str = DEFAULT_SELECTOR
-    selector_options: dict[str, Any] = Field(default_factory=dict)
-    frames: int | None = Field(default=None, ge=1, le=256)
-    keyframes: int = Field(default=4, ge=1, le=64)
-    answerer: str = DEFAULT_ANSWERER
-    span: SpanConfig = Field(default_factory=SpanConfig)
+    selector: str = Field(DEFAULT_SELECTOR, description="Keyframe selector.", json_schema_extra=cli_flags(
+        "--selector", "-s"))
+    selector_options: dict[str, Any] = Field(default_factory=dict, description="Selector options by key.")
+    frames: int | None = Field(default=None, ge=1, le=256, description="Candidate frames (default: the "
+                               "dataset's, 32 or 75).", json_schema_extra=cli_flags("--frames", "-n"))
+    keyframes: int = Field(default=DEFAULT_KEYFRAMES, ge=1, le=64, description="Keyframes kept per question.",
+                           json_schema_extra=cli_flags("--keyframes", "-k"))
 
     @model_validator(mode="after")
-    def _check(self) -> EvalConfig:
+    def _check_selection(self) -> SelectionOptions:
         self.dataset = self.spec.name
         if self.resume and self.overwrite:
             raise ValueError("--resume and --overwrite exclude each other")
-        if self.is_moments and self.selector != DEFAULT_SELECTOR:
-            raise ValueError(f"{self.dataset} moments come from the Localizer's per-frame scores; leave --selector")
         if not self.is_moments and self.keyframes > self.num_frames:
             raise ValueError(f"keyframes ({self.keyframes}) exceeds frames ({self.num_frames})")
         return self
@@ -105,6 +110,10 @@ class EvalConfig(RunOptions):
     @property
     def spec(self) -> DatasetSpec:
         return get_dataset(self.dataset)
+
+    def selector_names(self) -> list[str]:
+        """The selectors this run uses (the selector options given are checked against them)."""
+        return [self.selector]
 
     @property
     def num_frames(self) -> int:
@@ -114,6 +123,27 @@ class EvalConfig(RunOptions):
     @property
     def is_moments(self) -> bool:
         return self.spec.task == "moments"
+
+
+class EvalConfig(SelectionOptions):
+    """Everything that defines one evaluation run (recorded in ``summary.json``).
+
+    ``out`` is the run folder (``predictions.jsonl``, ``errors.jsonl`` for moment runs, ``settings.json``,
+    ``summary.json``, ``log.txt``). ``frames`` defaults to the dataset's (32; 75 for QVHighlights). ``limit``
+    keeps the first N samples of the annotation file. ``cache_dir=None``: ``$SEVILA_CACHE_DIR`` or
+    ``~/.cache/sevila_tools/features``. ``selector_options``: flat options, each selector takes what it declares.
+    """
+
+    answerer: str = Field(DEFAULT_ANSWERER, description="Answer strategy.")
+    span: SpanConfig = Field(default_factory=SpanConfig, description="Moment windows from frame decisions.",
+                             json_schema_extra=cli_flags(fields={
+                                 "span_threshold": "Moments: longest run of 'no' frames inside one window."}))
+
+    @model_validator(mode="after")
+    def _check(self) -> EvalConfig:
+        if self.is_moments and self.selector != DEFAULT_SELECTOR:
+            raise ValueError(f"{self.dataset} moments come from the Localizer's per-frame scores; leave --selector")
+        return self
 
     @property
     def predictions_path(self) -> Path:
@@ -156,6 +186,28 @@ class EvalSummary(BaseModel):
     notice: str | None = None
     is_main_process: bool = True
 
+    def overview(self) -> dict[str, str]:
+        """The summary as labelled lines (what ``sevila eval`` prints above the metrics)."""
+        s, c, cache = self, self.config, self.cache
+        rate = "-" if s.samples_per_s is None else f"{s.samples_per_s:.2f} samples/s"
+        keys = f", {c.get('keyframes')} keyframes, {c.get('decoding')}, {c.get('answerer')}" if c.get("keyframes") else ""
+        hits = f"{cache.get('hits', 0)} hits, {cache.get('misses', 0)} misses, {cache.get('writes', 0)} written"
+        return {
+            "output": s.predictions_file + (f" (errors: {s.errors_file})" if s.errors_file else ""),
+            "samples": f"{s.samples} selected, {s.runnable} runnable, {s.skipped_missing} skipped (missing video), "
+                       f"{s.resumed} resumed",
+            "this run": f"{s.processed} processed in {s.elapsed_s:.1f} s ({rate}, batch {s.batch_size}, "
+                        f"{s.world_size} process(es))",
+            "records": f"{s.predictions} predictions, {s.errors} errors ({s.errors_this_run} this run)",
+            "feature cache": f"{hits} ({cache.get('dir')})" if cache.get("enabled")
+            else f"off ({cache.get('decoded_videos', 0)} videos decoded)",
+            "model": f"{c.get('model')} / checkpoint {c.get('checkpoint')}",
+            "selector": f"{c.get('selector')} ({c.get('frames')} frames{keys})",
+            "device": f"{c.get('device')}" + (f" ({c.get('gpu')})" if c.get("gpu") else "") + f", precision "
+                      f"{c.get('precision')}",
+            "versions": ", ".join(f"{k} {v}" for k, v in c.get("versions", {}).items() if v),
+        }
+
 
 # ================================================================================ batches
 
@@ -192,7 +244,10 @@ def shard_batches(batches: Sequence[list[Sample]], rank: int, world: int) -> lis
 
 class EvalRun:
     """One evaluation: ``load`` -> ``check_videos`` -> ``prepare_output`` -> ``load_model`` -> ``predict`` ->
-    ``finish``. :func:`run_eval` runs the steps in order."""
+    ``finish``. :func:`run_eval` runs the steps in order. ``sevila select`` (``eval/select.py``) is a subclass
+    that writes frame records instead of predictions (hooks: ``label``, ``records``, ``error_record``)."""
+
+    label = "eval"  # progress-bar label
 
     def __init__(self, cfg: EvalConfig, runtime: Any, progress: bool, console: Any, say: Callable[[str], None]):
         self.cfg, self.runtime, self.progress, self.console = cfg, runtime, progress, console
@@ -202,14 +257,31 @@ class EvalRun:
         self.dist: Dist = distributed(cfg.device)
         self.bad: list[str] = []
         self.load_s = 0.0
+        self.processed, self.todo = 0, 0
+        self.runlog = RunLog(cfg.out / LOG_NAME, enabled=self.dist.main)
 
     def say(self, msg: str) -> None:
         """A status line for the user, also kept in the run folder's log."""
         self._say(msg)
-        if self.dist.main:
-            self.cfg.out.mkdir(parents=True, exist_ok=True)
-            with open(self.cfg.out / LOG_NAME, "a", encoding="utf-8") as f:
-                f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}\n")
+        self.runlog.write(msg)
+
+    def started(self) -> str:
+        """The first log line of an invocation."""
+        cfg = self.cfg
+        return (f"eval {cfg.dataset}: {cfg.annotations} (videos {cfg.videos}), selector {cfg.selector}, "
+                f"{cfg.num_frames} frames, {cfg.keyframes} keyframes, model {cfg.model}"
+                + (", resume" if cfg.resume else ""))
+
+    def interrupted(self) -> str:
+        """The log line of a run stopped by Ctrl-C."""
+        return (f"interrupted after {self.processed} of {self.todo} samples: rerun with --resume to continue")
+
+    def finished(self, summary: EvalSummary) -> str:
+        """The last log line of a completed run."""
+        head = summary.metrics.get("headline") if summary.metrics else None
+        score = f"; {head['metric']} {head['value']:.2f}" if head else ""
+        return (f"finished in {summary.elapsed_s:.1f} s: {summary.processed} processed, {summary.resumed} resumed, "
+                f"{summary.errors_this_run} errors{score}" + (f" ({summary.metrics_note})" if summary.metrics_note else ""))
 
     # ---------------------------------------------------------------- 1. annotations
     def load(self) -> None:
@@ -232,12 +304,23 @@ class EvalRun:
         report = preflight(self.selected, check_readable=True)
         self.bad = list(report.missing) + list(report.unreadable)
         if self.bad:
-            msg = report.summary()
+            msg = report.summary(self.spec.missing_videos_hint(self.cfg.video_map))
             if not self.cfg.skip_missing:
                 raise VideoError(f"{msg}; pass --skip-missing to evaluate the others")
             self.say(f"warning: {msg}; skipping their questions (--skip-missing)")
         bad = set(self.bad)
         self.runnable = [s for s in self.selected if s.video not in bad]
+        if not self.cfg.is_moments:
+            self.check_selector()
+
+    def check_selector(self) -> None:
+        """The selector's own look at the run's questions, before any model loads (``check_questions``)."""
+        from sevila_tools.selectors import get_selector_class, options_for
+
+        cfg = self.cfg
+        options = options_for(cfg.selector, {"seed": cfg.seed, **cfg.selector_options})
+        questions = [(s.qid, s.video_id) for s in self.runnable]
+        get_selector_class(cfg.selector).check_questions(cfg.dataset, questions, cfg.keyframes, options)
 
     # ---------------------------------------------------------------- 3. output folder, resume
     def settings(self) -> dict[str, Any]:
@@ -308,7 +391,7 @@ class EvalRun:
     # ---------------------------------------------------------------- 5. predictions
     def _predict_batch(self, items: list[tuple[Sample, EncodedVideo]]) -> list[dict[str, Any]]:
         cfg = self.cfg
-        pairs = [(ev, Query(s.question, list(s.options), s.answer)) for s, ev in items]
+        pairs = [(ev, Query(s.question, list(s.options), s.answer, s.qid)) for s, ev in items]
         if cfg.is_moments:
             found = moments(self.pipeline, pairs, [s.duration for s, _ in items], cfg.span)
             return [moment_record(s, m) for (s, _), m in zip(items, found, strict=True)]
@@ -330,12 +413,16 @@ class EvalRun:
         for s in batch:
             got = loaded[video_spec(s, self.n)]
             if isinstance(got, Exception):
-                slots.append(error_record(s, got, self.cfg.is_moments))
+                slots.append(self.error_record(s, got))
             else:
                 items.append((s, got))
                 slots.append(None)
         preds = iter(self._predict_batch(items) if items else [])
         return [next(preds) if slot is None else slot for slot in slots]
+
+    def error_record(self, sample: Sample, exc: BaseException) -> dict[str, Any]:
+        """The record of a question whose video failed during the run."""
+        return error_record(sample, exc, self.cfg.is_moments)
 
     def predict(self) -> None:
         cfg, dist = self.cfg, self.dist
@@ -362,8 +449,8 @@ class EvalRun:
         loaded: dict[FrameSpec, Any] = {}
         remaining = Counter(video_spec(s, self.n) for b in mine for s in b)
         stream = self._encoded(mine)
-        total = sum(1 for b in mine for s in b if s.qid not in self.done)
-        label = f"eval {self.cfg.dataset}" + (f" [rank 0 of {self.dist.world}]" if self.dist.world > 1 else "")
+        total = self.todo = sum(1 for b in mine for s in b if s.qid not in self.done)
+        label = f"{self.label} {self.cfg.dataset}" + (f" [rank 0 of {self.dist.world}]" if self.dist.world > 1 else "")
         bar = make_run_progress(self.progress and self.dist.main, unit="samples")
         with bar:
             task = bar.add_task(label, total=total)
@@ -374,7 +461,7 @@ class EvalRun:
                     if is_error(rec):
                         self.errors_run.append(rec)
                         if len(self.errors_run) <= 3:
-                            self.say(f"error: {rec['qid']}: {rec['error']}")
+                            self.say(f"error: {qid_of(rec)}: {rec['error']}")
                 writer.write_batch(records)
                 for s in batch:
                     spec = video_spec(s, self.n)
@@ -385,9 +472,9 @@ class EvalRun:
                 bar.update(task, advance=len(records))
 
     # ---------------------------------------------------------------- 6. merge, score, summary
-    def finish(self) -> EvalSummary:
-        from .session import score_run, summary_config
-
+    def merge(self) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+        """Every rank's statistics, and the records merged into the output file (main process) by question id;
+        re-raises this rank's failure or names another rank's."""
         enc = self.pipeline.encoder
         stats = {"processed": self.processed, "run_s": self.run_s, "errors": self.errors_run[:5],
                  "n_errors": len(self.errors_run), "cache": enc.stats(), "truncated": self.truncated,
@@ -403,6 +490,12 @@ class EvalRun:
         failed = [(r, g["failure"]) for r, g in enumerate(gathered) if g["failure"]]
         if failed:
             raise SevilaError(f"rank {failed[0][0]} failed: {failed[0][1]}")
+        return gathered, by_qid
+
+    def finish(self) -> EvalSummary:
+        from .session import score_run, summary_config
+
+        gathered, by_qid = self.merge()
         summary = self._summary(gathered, summary_config(self.cfg, self.runtime, self.pipeline, self.dist.world))
         if self.dist.main:
             sel_ids = {s.qid for s in self.selected}
@@ -432,11 +525,11 @@ class EvalRun:
             skipped_missing=len(self.selected) - len(self.runnable), missing_videos=self.bad[:5],
             empty_windows=self.empty_windows, resumed=self.resumed, processed=total,
             errors_this_run=sum(g["n_errors"] for g in gathered),
-            first_errors=[{"qid": str(e["qid"]), "error": str(e["error"])} for e in first],
+            first_errors=[{"qid": qid_of(e), "error": str(e["error"])} for e in first],
             truncated_prompts=sum(g["truncated"] for g in gathered), load_s=round(self.load_s, 3),
             samples_per_s=round(total / slowest, 4) if total and slowest else None,
             batch_size=self.cfg.batch_size, world_size=self.dist.world, cache=cache, config=conf,
-            notice="RANDOM WEIGHTS (tiny-random preset): metrics are meaningless" if conf["random_weights"] else None,
+            notice=weights_notice(conf["random_weights"]),
             is_main_process=self.dist.main,
         )
 
@@ -464,11 +557,13 @@ def run_eval(
     """
     cfg = config if isinstance(config, EvalConfig) else EvalConfig.model_validate(config)
     run = EvalRun(cfg, runtime, progress, console, on_status or (lambda msg: log.info("%s", msg)))
-    with torch.random.fork_rng(devices=[]):  # seeded without disturbing the caller's RNG
-        torch.manual_seed(cfg.seed)
+    with run.runlog.capture(run.started(), run.interrupted), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)  # seeded without disturbing the caller's RNG
         for step in (run.load, run.check_videos, run.prepare_output, run.load_model, run.predict):
             step()
-        return run.finish()
+        summary = run.finish()
+        run.runlog.write(run.finished(summary))
+        return summary
 
 
 __all__ = [

@@ -1,8 +1,13 @@
-"""What eval and ablate share around a run: the pipeline they build, the scoring step and the recorded config."""
+"""What eval and ablate share around a run: the pipeline they build, the scoring step, the recorded config and the
+run folder's ``log.txt``."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from sevila_tools.encoding import DiskStore, VideoEncoder
@@ -59,6 +64,10 @@ def score_run(
         return None, "annotations carry no gold answers (test split?): not scored"
     choices = {q: int(r["prediction"]) for q, r in preds.items()}
     metrics = spec.score(choices, list(selected), allow_missing=len(choices) < len(selected))
+    if all("frame_predictions" in r for r in preds.values()):  # official frameqa's avg_acc (the oracle)
+        from .scorers.frames import single_frame_accuracy
+
+        metrics["single_frame"] = single_frame_accuracy(list(preds.values()))
     return metrics, _scope_note(len(choices), len(selected), cfg.limit)
 
 
@@ -89,3 +98,56 @@ def summary_config(cfg: Any, runtime: Any, pipeline: Pipeline, world: int) -> di
     }
     conf.update(environment(runtime))
     return conf
+
+
+class RunLog:
+    """``log.txt`` of a run folder: time-stamped status lines, the package's warnings while the run lasts, and how
+    it ended (finished, interrupted, failed). ``enabled=False`` (the other ranks of a multi-process run) writes nothing.
+    """
+
+    def __init__(self, path: Path, enabled: bool = True) -> None:
+        self.path, self.enabled = path, enabled
+
+    def write(self, msg: str) -> None:
+        """Append ``msg`` with a time stamp (creating the folder; an ``--out`` that is a file is left to the run's
+        own check, which reports it)."""
+        folder = self.path.parent
+        if not self.enabled or (folder.exists() and not folder.is_dir()):
+            return
+        folder.mkdir(parents=True, exist_ok=True)
+        new = not self.path.exists()
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.writelines(f"{stamp} {line}\n" for line in (msg.splitlines() or [""]))
+        if new:
+            self.path.chmod(0o644)
+
+    @contextmanager
+    def capture(self, start: str, interrupted: Callable[[], str]) -> Iterator[None]:
+        """Write ``start``; keep ``sevila_tools`` warnings in the log until the block ends; on Ctrl-C write
+        ``interrupted()``, on an error ``failed: <message>`` (both re-raised)."""
+        handler = _ToRunLog(self)
+        package = logging.getLogger("sevila_tools")
+        package.addHandler(handler)
+        self.write(start)
+        try:
+            yield
+        except KeyboardInterrupt:
+            self.write(interrupted())
+            raise
+        except Exception as exc:
+            self.write(f"failed: {exc}")
+            raise
+        finally:
+            package.removeHandler(handler)
+
+
+class _ToRunLog(logging.Handler):
+    """Warnings (and worse) of the package's loggers, as ``warning: <message>`` lines of a :class:`RunLog`."""
+
+    def __init__(self, runlog: RunLog) -> None:
+        super().__init__(logging.WARNING)
+        self.runlog = runlog
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.runlog.write(f"{record.levelname.lower()}: {record.getMessage()}")

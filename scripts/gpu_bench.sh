@@ -10,7 +10,8 @@
 #
 # Writes OUT_DIR/*.json (one report per run), OUT_DIR/nvidia-smi.txt and prints a summary against the targets:
 #   32->4 forward chain <= 0.15 s/sample at batch 8, peak <= 9 GB at batch 1 (bf16 T5, fp16 ViT);
-#   end to end: one question on one new video, and NExT-QA-like throughput with decoding in $(nproc) processes.
+#   end to end: one question on one new video (default decoding), and NExT-QA-like throughput with decoding in
+#   $(nproc) processes.
 # About 15 minutes on an H100 (scenario videos are generated once into OUT_DIR/videos, a few minutes on a CPU).
 set -euo pipefail
 
@@ -51,19 +52,23 @@ if [ "$QUICK" != 1 ]; then
 fi
 
 # 4. end to end, where users feel it: one question on one new video (NExT-QA-, QVHighlights-, agent-shaped and
-#    10-minute videos; one video split across the decode workers with the PyAV path, which seeks and skips
-#    non-reference frames), and a NExT-QA-like dataset run (9 questions per video, a DecodePool overlapped with
-#    the model)
+#    10-minute videos) with the default decoding, as `sevila localize`, the agents and the web page decode:
+#    decoder auto (PyAV from the keyframes where its frames are decord's, skipping non-reference frames), one
+#    video split over the usable cores; and a NExT-QA-like dataset run (9 questions per video, a DecodePool of
+#    $WORKERS processes overlapped with the model)
 bench --size full --device cuda --scenario single --settings 32:4 --repeats "$REPEATS" --warmup 1 \
-    --decoder pyav --decode-workers "$WORKERS" --video-dir "$OUT/videos" --out "$OUT/full_single.json"
+    --video-dir "$OUT/videos" --out "$OUT/full_single.json"
 bench --size full --device cuda --scenario dataset --settings 32:4 --repeats "$REPEATS" --warmup 1 \
     --decode-workers "$WORKERS" --prefetch "$((2 * WORKERS))" --dataset-videos 8 --video-dir "$OUT/videos" \
     --out "$OUT/full_dataset.json"
 
 if [ "$QUICK" != 1 ]; then
-  # 5. the same scenarios with in-process decoding (no worker processes), and the tiny command of record
-  bench --size full --device cuda --scenario single,dataset --settings 32:4 --repeats 3 --decode-workers 0 \
-      --dataset-videos 8 --video-dir "$OUT/videos" --out "$OUT/full_scenarios_inprocess.json"
+  # 5. the dataset run decoded as `sevila eval` does by default (a background thread, each video split over the
+  #    usable cores), the official reader for comparison, and the tiny command of record
+  bench --size full --device cuda --scenario dataset --settings 32:4 --repeats 3 \
+      --dataset-videos 8 --video-dir "$OUT/videos" --out "$OUT/full_dataset_default.json"
+  bench --size full --device cuda --scenario single,dataset --settings 32:4 --repeats 3 --decoder decord \
+      --dataset-videos 8 --video-dir "$OUT/videos" --out "$OUT/full_scenarios_decord.json"
   bench --size tiny --reference --device cuda --out "$OUT/tiny_reference.json"
 fi
 

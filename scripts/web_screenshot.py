@@ -72,7 +72,8 @@ def shoot(out: Path) -> None:
             page.locator("#sevila-run").click()
             expect(page.locator("#sevila-keyframes .thumbnail-item img")).to_have_count(4)
             gold = "ABCDE"[plan.question.answer]
-            expect(page.locator("#sevila-answer textarea")).to_have_value(f"({gold}) {plan.question.options[plan.question.answer]}.")
+            want = f"({gold}) {plan.question.options[plan.question.answer]}."
+            expect(page.locator("#sevila-answer textarea")).to_have_value(want)
             page.wait_for_timeout(800)
             out.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(out), full_page=True)

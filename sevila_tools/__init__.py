@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+__version__ = "0.3.0.dev0"  # the one place the version is written (pyproject reads it); see CHANGELOG.md
 
 _EXPORTS = {
     "SevilaChain": "sevila_tools.chain",

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from sevila_tools.errors import CheckpointError
+from sevila_tools.errors import CheckpointError, error_line, first_line
 from sevila_tools.modeling import BRANCH_MODULES, SevilaModel, branch_of_key
 
 log = logging.getLogger("sevila_tools.checkpoint")
@@ -155,6 +155,24 @@ def _looks_like_torch_file(path: Path) -> bool:
     return head == b"PK" or head[:1] == b"\x80"
 
 
+def torch_load(path: Path, trusted: bool, trust_hint: str = "pass --trust-checkpoint") -> Any:
+    """``torch.load`` on the CPU, ``weights_only`` unless ``trusted``; every failure is one CheckpointError line
+    (a refused pickle ends with ``trust_hint``)."""
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=not trusted)
+    except pickle.UnpicklingError as exc:
+        if trusted:
+            raise CheckpointError(f"cannot read checkpoint {path}: not a valid pickle ({exc})") from exc
+        raise CheckpointError(
+            f"{path} contains pickled Python objects that weights_only loading refuses ({first_line(exc)[:160]}); "
+            f"if you trust this file, {trust_hint}"
+        ) from exc
+    except ModuleNotFoundError as exc:
+        raise CheckpointError(f"cannot unpickle {path}: module {exc.name!r} is not installed") from exc
+    except Exception as exc:  # noqa: BLE001
+        raise CheckpointError(f"cannot read checkpoint {path}: {error_line(exc)}") from exc
+
+
 def read_state_dict(
     path: str | Path, trusted: bool = False
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -178,18 +196,7 @@ def read_state_dict(
         raise CheckpointError(
             f"{path} is not a checkpoint: expected a PyTorch file (.pth/.pt, a zip or pickle) or .safetensors"
         )
-    try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=not trusted)
-    except pickle.UnpicklingError as exc:
-        if trusted:
-            raise CheckpointError(f"cannot read checkpoint {path}: not a valid pickle ({exc})") from exc
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(
-            f"{path} contains pickled Python objects that weights_only loading refuses ({first[:160]}); "
-            "if you trust this file, pass --trust-checkpoint"
-        ) from exc
-    except Exception as exc:  # noqa: BLE001
-        raise CheckpointError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}") from exc
+    obj = torch_load(path, trusted)
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path} does not hold a state dict (found {type(obj).__name__})")
     meta = {k: v for k, v in obj.items() if k != "model" and not isinstance(v, torch.Tensor)}

@@ -1,13 +1,14 @@
 """``sevila demo`` (the ``make demo`` job): one NeedleQA clip generated on the spot, SeViLA's forward chain on its
-question, and whether the answer is right."""
+question, a plot, and whether the answer is right."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-from sevila_tools.schemas import ForwardResult
+from sevila_tools.schemas import ForwardResult, ModelOptions
 from sevila_tools.synth.world import VideoPlan
 
 #: seed of the demo clip: a NeedleQA video no model was trained or evaluated on
@@ -15,15 +16,13 @@ DEMO_SEED = 4242
 DEMO_MODEL = "tiny-trained"
 
 
-class DemoConfig(BaseModel):
-    """What the demo runs."""
+class DemoConfig(ModelOptions):
+    """Where the demo writes its clip and plot, and which model it runs (the trained tiny preset by default)."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    out: Path = Field(Path("sevila_demo"), description="Folder for the generated clip and the plot.")
-    model: str = Field(DEMO_MODEL, description="Model preset, folder or id.")
-    checkpoint: str = Field("auto", description="SeViLA weights (auto: the model's own).")
-    device: str = Field("auto", description="auto, cpu or cuda.")
+    model: str = Field(DEMO_MODEL, description="tiny-trained, tiny-random, a folder from `sevila convert`, or a "
+                       "BLIP-2 id.", json_schema_extra={"cli": {"flags": ["--model", "-m"], "metavar": "NAME"}})
+    out: Path = Field(Path("sevila_demo"), description="Folder for the generated clip and plot.",
+                      json_schema_extra={"cli": {"metavar": "DIR"}})
     seed: int = Field(DEMO_SEED, ge=0, description="NeedleQA seed of the clip.")
 
 
@@ -34,8 +33,8 @@ class DemoResult(BaseModel):
     question: str
     options: list[str]
     gold: int
-    event: list[float] = Field(description="The target event [start, end] in seconds.")
-    keyframes_in_event: int = Field(description="Keyframes whose time lies in the target event.")
+    event: list[float] = Field(description="The asked event [start, end] in seconds.")
+    keyframes_in_event: int = Field(description="Keyframes whose time lies in the asked event.")
     correct: bool
     result: ForwardResult
     plot: str
@@ -57,21 +56,26 @@ def make_clip(folder: Path, seed: int = DEMO_SEED) -> tuple[Path, VideoPlan]:
     return path, plan
 
 
-def run_demo(cfg: DemoConfig, runtime: object = None) -> DemoResult:
+def run_demo(cfg: DemoConfig, *, on_status: Callable[[str], None] | None = None) -> DemoResult:
     """Generate the clip, run the chain (32 candidates -> 4 keyframes), write ``demo_plot.png``."""
     from sevila_tools.chain import SevilaChain
     from sevila_tools.loading import load_runtime
     from sevila_tools.plotting import plot_localization
     from sevila_tools.schemas import ForwardRequest
 
+    say = on_status or (lambda msg: None)
+    runtime = load_runtime(cfg.model, cfg.checkpoint, device=cfg.device, trust_checkpoint=cfg.trust_checkpoint)
     video, plan = make_clip(cfg.out, cfg.seed)
     question, event = plan.question, plan.target_event.window(plan.fps)
-    rt = runtime or load_runtime(cfg.model, cfg.checkpoint, device=cfg.device)
+    say(f"generated {video} (NeedleQA, {plan.num_frames / plan.fps:g} s, {plan.fps:g} fps)")
     request = ForwardRequest(video=str(video), question=question.text + "?",
                              options=[o + "." for o in question.options], num_frames=32, num_keyframes=4)
-    result = SevilaChain(rt).forward(request)
+    result = SevilaChain(runtime, cfg.decoder).forward(request)
     plot = plot_localization(result.localization, cfg.out / "demo_plot.png")
     inside = sum(event[0] <= k.time <= event[1] for k in result.localization.keyframes)
     return DemoResult(video=str(video), question=request.question, options=request.options, gold=question.answer,
-                      event=event, keyframes_in_event=inside, correct=result.answer.answer_index == question.answer,
-                      result=result, plot=str(plot))
+                      event=list(event), keyframes_in_event=inside,
+                      correct=result.answer.answer_index == question.answer, result=result, plot=str(plot))
+
+
+__all__ = ["DEMO_MODEL", "DemoConfig", "DemoResult", "make_clip", "run_demo"]

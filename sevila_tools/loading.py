@@ -11,17 +11,27 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import Field
 from torch import nn
 
 from sevila_tools.checkpoint import alias_map, check_coverage, load_sevila_checkpoint, read_state_dict
-from sevila_tools.errors import CheckpointError, InputError, ModelLoadError
+from sevila_tools.errors import (
+    OFFLINE_HINT,
+    CheckpointError,
+    InputError,
+    ModelLoadError,
+    SevilaError,
+    error_line,
+    first_line,
+)
+from sevila_tools.files import atomic_write
 from sevila_tools.modeling import SevilaModel
 from sevila_tools.runtime import Precision, SevilaRuntime
+from sevila_tools.schemas import CLI, DEFAULT_MODEL, ModelOptions
 from sevila_tools.tiny import TINY_NAME, TRAINED_PRESETS, preset_folder, tiny_model, tiny_tokenizer
 
 log = logging.getLogger("sevila_tools.loading")
 
-DEFAULT_BASE = "Salesforce/blip2-flan-t5-xl"
 DEFAULT_CHECKPOINT = "hf://Shoubin/SeViLA/sevila_pretrained.pth"
 SEVILA_CONFIG = "sevila_config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -52,8 +62,7 @@ def hub_reachable(repo: str, timeout: float = 5.0) -> str | None:
     try:
         HfApi().model_info(repo, timeout=timeout)
     except Exception as exc:  # noqa: BLE001 - any failure is the reason
-        text = " ".join(str(exc).split())[:160]
-        return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+        return error_line(exc)[:200]
     return None
 
 
@@ -130,7 +139,7 @@ def _from_hf_blip2(source: str) -> tuple[SevilaModel, Any, dict[str, str]]:
         tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local)
     except (OSError, ValueError) as exc:
         hint = " (offline mode is on: use a local folder or a cached id)" if offline() else ""
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)[:200]
         raise ModelLoadError(f"cannot load base model {source!r}{hint}: {first}") from exc
     if getattr(config, "use_decoder_only_language_model", False):
         raise ModelLoadError(f"{source} is not a BLIP-2 Flan-T5 model (SeViLA needs the T5 text side)")
@@ -207,7 +216,7 @@ def is_converted_folder(path: str | Path) -> bool:
 
 
 def build_model(
-    model: str = DEFAULT_BASE, checkpoint: str | None = "auto", trust_checkpoint: bool = False
+    model: str = DEFAULT_MODEL, checkpoint: str | None = "auto", trust_checkpoint: bool = False
 ) -> tuple[SevilaModel, Any, dict[str, Any]]:
     """Build the model + tokenizer on CPU in fp32; return them with an info dict (sources, random flag)."""
     info: dict[str, Any] = {"model": model, "checkpoint": None, "random_weights": False}
@@ -254,7 +263,7 @@ def preset_has_random_weights(model: str) -> bool:
 
 
 def load_runtime(
-    model: str = DEFAULT_BASE,
+    model: str = DEFAULT_MODEL,
     checkpoint: str | None = "auto",
     device: str = "auto",
     vit_dtype: str | None = None,
@@ -300,9 +309,7 @@ def save_converted(
     folder.mkdir(parents=True, exist_ok=True)
     aliases = alias_map(model)
     sd = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items() if k not in aliases}
-    tmp = folder / (WEIGHTS_FILE + ".tmp")
-    save_file(sd, str(tmp), metadata={"format": "sevila_tools"})
-    tmp.replace(folder / WEIGHTS_FILE)
+    atomic_write(folder / WEIGHTS_FILE, lambda tmp: save_file(sd, str(tmp), metadata={"format": "sevila_tools"}))
     tokenizer.save_pretrained(str(folder))
     meta = {
         "format": "sevila_tools",
@@ -316,8 +323,51 @@ def save_converted(
     return folder
 
 
+class ConvertConfig(ModelOptions):
+    """``sevila convert``: the model block and where the converted folder goes."""
+
+    out: Path = Field(description="Output folder (must be empty or absent).",
+                      json_schema_extra=CLI(argument=True, metavar="DIR"))
+
+
+def run_convert(cfg: ConvertConfig) -> dict[str, Any]:
+    """Build the model and write a self-contained folder (:func:`save_converted`) that loads offline."""
+    net, tok, info = build_model(cfg.model, cfg.checkpoint, cfg.trust_checkpoint)
+    folder = save_converted(net, tok, cfg.out, info)
+    return {"folder": str(folder), "sources": info["sources"], "random_weights": info["random_weights"]}
+
+
+class InfoConfig(ModelOptions):
+    """``sevila info``: the model block; without a model, the default one is described if it loads."""
+
+    model: str | None = Field(None, description="Model to describe (default: the BLIP-2 SeViLA builds on, if "
+                              "it loads).", json_schema_extra=ModelOptions.model_fields["model"].json_schema_extra)
+
+
+def run_info(cfg: InfoConfig) -> dict[str, Any]:
+    """Versions and device; with a model that loads, where each part comes from, precision and token ids."""
+    from sevila_tools import __version__
+    from sevila_tools.provenance import gpu_name, versions
+
+    data: dict[str, Any] = {"sevila_tools": __version__, "versions": versions(),
+                            "device": str(resolve_device(cfg.device)), "cuda": gpu_name()}
+    try:
+        rt = load_runtime(cfg.model or DEFAULT_MODEL, cfg.checkpoint, cfg.device, trust_checkpoint=cfg.trust_checkpoint)
+    except SevilaError as exc:
+        if cfg.model:
+            raise
+        data["model"] = f"{DEFAULT_MODEL} did not load: {error_line(exc)}{OFFLINE_HINT}"
+        return data
+    ids = rt.ids
+    return {**data, "model": rt.info.get("model"), "checkpoint": rt.info.get("checkpoint"),
+            "random_weights": rt.random_weights, "sources": rt.info.get("sources"),
+            "precision": rt.precision.describe(), "parameters": sum(p.numel() for p in rt.model.parameters()),
+            "token_ids": {"yes": ids.yes, "no": ids.no, "letters": list(ids.letters), "option": ids.option}}
+
+
 __all__ = [
-    "DEFAULT_BASE",
+    "ConvertConfig",
+    "InfoConfig",
     "DEFAULT_CHECKPOINT",
     "apply_precision",
     "build_model",
@@ -325,5 +375,7 @@ __all__ = [
     "load_runtime",
     "read_state_dict",
     "resolve_device",
+    "run_convert",
+    "run_info",
     "save_converted",
 ]

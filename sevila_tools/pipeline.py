@@ -5,10 +5,9 @@ Every path (tools, chain, eval, ablate, bench, training, agents, web) calls thes
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -28,6 +27,7 @@ class Query:
     question: str
     options: list[str] = field(default_factory=list)
     answer: int | None = None
+    question_id: str | None = None  # the dataset's id, in dataset runs (selectors that read files use it)
 
 
 Item = tuple[EncodedVideo, Query]
@@ -41,11 +41,21 @@ class ChainOutput:
     answer: Answer
 
 
-def _groups(keys: Sequence[Hashable]) -> dict[Hashable, list[int]]:
-    out: dict[Hashable, list[int]] = {}
+K = TypeVar("K", bound=Hashable)
+
+
+def _groups(keys: Sequence[K]) -> dict[K, list[int]]:
+    """Positions of each distinct key, in first-seen order."""
+    out: dict[K, list[int]] = {}
     for i, key in enumerate(keys):
         out.setdefault(key, []).append(i)
     return out
+
+
+def pseudo_labels_of(predictions: Sequence[int], gold: int | None) -> list[str]:
+    """The reverse chain's rule: ``yes`` for a frame iff the Answerer, reading that frame alone, predicted the gold
+    option (``docs/method.md``)."""
+    return ["yes" if p == gold else "no" for p in predictions]
 
 
 class Pipeline:
@@ -110,6 +120,7 @@ class Pipeline:
                 SelectorInput(
                     video=ev.video, candidates=ev.frames, question=q.question, options=list(q.options),
                     start=ev.start, end=ev.end, raw_features=ev.raw, answer=q.answer, loc_text=loc, qa_text=qa,
+                    question_id=q.question_id,
                 )
             )
         return out
@@ -120,6 +131,8 @@ class Pipeline:
         sel = self.selector(selector)
         if sel.needs_gold and any(q.answer is None for _, q in items):
             raise InputError(f"the {sel.name} selector needs the gold answer (only usable in evaluation)")
+        if sel.needs_question_id and any(q.question_id is None for _, q in items):
+            raise InputError(f"the {sel.name} selector reads dataset question ids (only usable in dataset runs)")
         if not items:
             return []
         with self.timer.stage("select"):
@@ -228,9 +241,4 @@ class Pipeline:
         if any(q.answer is None for _, q in items):
             raise InputError("pseudo-labels need the gold answer of every question")
         preds = self.single_frame_predictions(items)
-        return [["yes" if p == q.answer else "no" for p in row] for (_, q), row in zip(items, preds, strict=True)]
-
-
-def replace_answer(answer: Answer, index: int, strategy: str) -> Answer:
-    """A copy of ``answer`` with another chosen option (used by selectors that revise answers)."""
-    return dataclasses.replace(answer, index=index, strategy=strategy)
+        return [pseudo_labels_of(row, q.answer) for (_, q), row in zip(items, preds, strict=True)]

@@ -2,9 +2,37 @@
 
 from __future__ import annotations
 
+import unicodedata
+from functools import lru_cache
 from pathlib import Path
 
 from sevila_tools.schemas import LocalizeResult
+
+#: drawn instead of a character the plot's font lacks (emoji, most CJK), so matplotlib does not warn per glyph
+MISSING_GLYPH = "\u25a1"
+
+
+@lru_cache(maxsize=4)
+def _font_chars(path: str) -> frozenset[int]:
+    from matplotlib.ft2font import FT2Font
+
+    return frozenset(FT2Font(path).get_charmap())
+
+
+def drawable(text: str) -> str:
+    """``text`` as matplotlib's current font can draw it, literally: a character the font lacks becomes a white
+    square (joiners, variation selectors and skin-tone modifiers it lacks are dropped), and ``$`` is escaped so
+    that a question with prices is not read as mathtext."""
+    from matplotlib import font_manager
+
+    chars = _font_chars(font_manager.findfont(font_manager.FontProperties()))
+    out = []
+    for ch in text:
+        if ord(ch) < 32 or ord(ch) in chars:
+            out.append("\\$" if ch == "$" else ch)
+        elif unicodedata.category(ch) not in ("Mn", "Cf", "Sk"):
+            out.append(MISSING_GLYPH)
+    return "".join(out)
 
 
 def plot_localization(loc: LocalizeResult, path: str | Path, decoder: str = "auto") -> Path:
@@ -31,7 +59,7 @@ def plot_localization(loc: LocalizeResult, path: str | Path, decoder: str = "aut
     title = f"{loc.selector}: {loc.question}"
     if loc.notice:
         title += "\n" + loc.notice
-    ax.set_title(title, fontsize=9)
+    ax.set_title(drawable(title), fontsize=9)
     thumbs, _ = read_frames(loc.video, [kf.frame_index for kf in loc.keyframes], decoder=decoder, size=None)
     for i, (kf, img) in enumerate(zip(loc.keyframes, thumbs, strict=True)):
         a = fig.add_subplot(grid[1, i])

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sevila_tools.errors import InputError
+from sevila_tools.registry import Registry
 
 LETTERS = "ABCDE"
 MAX_OPTIONS = len(LETTERS)
@@ -88,15 +89,13 @@ class PromptStyle:
     description: str = ""
 
 
-PROMPT_STYLES: dict[str, PromptStyle] = {}
+#: every prompt style by name (defined in this module and by the ``sevila_tools.prompt_styles`` entry points)
+PROMPT_STYLES: Registry[PromptStyle] = Registry("prompt style", "sevila_tools.prompt_styles")
 
 
 def register_prompt_style(style: PromptStyle) -> PromptStyle:
     """Add a prompt style to :data:`PROMPT_STYLES` (names are unique)."""
-    if style.name in PROMPT_STYLES and PROMPT_STYLES[style.name] is not style:
-        raise ValueError(f"prompt style {style.name!r} registered twice")
-    PROMPT_STYLES[style.name] = style
-    return style
+    return PROMPT_STYLES.register(style)
 
 
 DEFAULT_STYLE = register_prompt_style(
@@ -126,8 +125,6 @@ def get_prompt_style(style: str | PromptStyle | None) -> PromptStyle:
         return style
     if style is None:
         return DEFAULT_STYLE
-    if style not in PROMPT_STYLES:
-        raise InputError(f"unknown prompt style {style!r}; choose one of: {', '.join(sorted(PROMPT_STYLES))}")
     return PROMPT_STYLES[style]
 
 

@@ -23,6 +23,16 @@ def versions(packages: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:
     return out
 
 
+def gpu_name(device: Any = None) -> str | None:
+    """The name of ``device`` when it is a CUDA device (of the first GPU when ``device`` is None), else None."""
+    import torch
+
+    if device is None:
+        return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    device = torch.device(device)
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else None
+
+
 def file_sha256(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
     """SHA-256 of a file (hex)."""
     h = hashlib.sha256()
@@ -44,8 +54,6 @@ def checkpoint_identity(runtime: Any) -> dict[str, Any]:
 
 def environment(runtime: Any) -> dict[str, Any]:
     """Model, checkpoint, precision, device, versions and platform of a loaded runtime."""
-    import torch
-
     dev = runtime.device
     return {
         "model": str(runtime.info.get("model")),
@@ -54,7 +62,7 @@ def environment(runtime: Any) -> dict[str, Any]:
         "sources": runtime.info.get("sources"),
         "random_weights": bool(getattr(runtime, "random_weights", False)),
         "device": str(dev),
-        "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
+        "gpu": gpu_name(dev),
         "precision": runtime.precision.describe(),
         "versions": versions(),
         "platform": platform.platform(),

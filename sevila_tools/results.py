@@ -6,9 +6,9 @@ from typing import Any
 
 from sevila_tools.answering import Answer
 from sevila_tools.encoding import EncodedVideo
+from sevila_tools.pipeline import pseudo_labels_of
 from sevila_tools.prompts import LETTERS
 from sevila_tools.schemas import (
-    RANDOM_WEIGHTS_NOTICE,
     AnswerResult,
     FrameLabel,
     FrameScore,
@@ -17,6 +17,7 @@ from sevila_tools.schemas import (
     LocalizeResult,
     ModelInfo,
     PseudoLabelResult,
+    weights_notice,
 )
 from sevila_tools.selectors import Selection
 
@@ -32,8 +33,8 @@ def model_info(runtime: Any) -> ModelInfo:
 
 
 def notice(runtime: Any) -> str | None:
-    """The random-weights notice, or None for real weights."""
-    return RANDOM_WEIGHTS_NOTICE if runtime.random_weights else None
+    """The random-weights notice for this runtime's weights (:func:`~sevila_tools.schemas.weights_notice`)."""
+    return weights_notice(runtime.random_weights)
 
 
 def localize_result(req: LocalizeRequest, ev: EncodedVideo, sel: Selection, runtime: Any) -> LocalizeResult:
@@ -77,10 +78,9 @@ def pseudo_label_result(
     video: str, question: str, answer: int, ev: EncodedVideo, predictions: list[int], runtime: Any
 ) -> PseudoLabelResult:
     """Per-frame yes/no labels with the single-frame predictions behind them."""
-    labels = [
-        FrameLabel(position=p, frame_index=i, time=t, predicted=pred, label="yes" if pred == answer else "no")
-        for p, (i, t, pred) in enumerate(zip(ev.indices, ev.times, predictions, strict=True))
-    ]
+    rows = zip(ev.indices, ev.times, predictions, pseudo_labels_of(predictions, answer), strict=True)
+    labels = [FrameLabel(position=p, frame_index=i, time=t, predicted=pred, label=lab)
+              for p, (i, t, pred, lab) in enumerate(rows)]
     rate = sum(lab.label == "yes" for lab in labels) / len(labels)
     return PseudoLabelResult(
         video=video, question=question, answer=answer, labels=labels, positive_rate=rate,

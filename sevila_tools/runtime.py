@@ -127,7 +127,7 @@ class SevilaRuntime:
 
     def __post_init__(self) -> None:
         self.ids = TokenIds.from_tokenizer(
-            self.tokenizer, self.model.config.text_config.decoder_start_token_id or 0
+            self.tokenizer, self.model.language_model.config.decoder_start_token_id or 0
         )
         self._prefix_cache: dict[tuple[str, ...], tuple[torch.Tensor, torch.Tensor]] = {}
         self.truncated_texts = 0  # texts cut at the 77-token limit so far

@@ -1,7 +1,9 @@
 """SeViLA as typed tools (``Localizer``, ``Answerer``, ``PseudoLabeller``): pydantic request in, result out.
 
 Each tool is a thin adapter over one :class:`~sevila_tools.pipeline.Pipeline`; tools built from the same
-pipeline share its runtime, encoder and feature store."""
+pipeline share its runtime, encoder and feature store. A request is validated once: an instance of the tool's
+request model is used as it is. The list of tools that agents, the CLI and the web page read (names,
+descriptions, runs) is :data:`sevila_tools.agents.toolset.TOOL_SPECS`."""
 
 from __future__ import annotations
 
@@ -22,7 +24,14 @@ from sevila_tools.schemas import (
 )
 from sevila_tools.selectors import Selection
 
-__all__ = ["Answerer", "Localizer", "PseudoLabeller", "Tool", "make_pipeline", "model_info", "notice"]
+__all__ = ["Answerer", "Localizer", "PseudoLabeller", "Tool", "make_pipeline", "model_info", "notice", "validated"]
+
+
+def validated(model: type[BaseModel], request: BaseModel | dict[str, Any]) -> Any:
+    """``request`` as a ``model`` instance: used as is when it already is one (validated once), else validated."""
+    if type(request) is model:
+        return request
+    return model.model_validate(request if isinstance(request, dict) else request.model_dump())
 
 
 def make_pipeline(
@@ -45,8 +54,6 @@ class Tool:
     Build from a runtime (a private pipeline is made with ``decoder``/``store``/``prompts``/
     ``selector_options``) or pass ``pipeline=`` to share one."""
 
-    name: ClassVar[str]
-    description: ClassVar[str]
     request_model: ClassVar[type[BaseModel]]
     result_model: ClassVar[type[BaseModel]]
 
@@ -59,8 +66,7 @@ class Tool:
         return self.pipeline.encoder
 
     def __call__(self, request: BaseModel | dict[str, Any]) -> Any:
-        req = self.request_model.model_validate(request if isinstance(request, dict) else request.model_dump())
-        return self.run(req)
+        return self.run(validated(self.request_model, request))
 
     def run(self, req: Any) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -69,11 +75,6 @@ class Tool:
 class Localizer(Tool):
     """Scores every sampled frame ("does this frame answer the question?") and keeps the top-k, in time order."""
 
-    name: ClassVar[str] = "localize_keyframes"
-    description: ClassVar[str] = (
-        "Find the moments of a video that matter for a question: samples frames, scores each one and returns "
-        "the top keyframes with their times in seconds."
-    )
     request_model: ClassVar[type[BaseModel]] = LocalizeRequest
     result_model: ClassVar[type[BaseModel]] = LocalizeResult
 
@@ -94,11 +95,6 @@ class Localizer(Tool):
 class Answerer(Tool):
     """Reads keyframes together (``Frame i:`` prefixes) and picks the option letter."""
 
-    name: ClassVar[str] = "answer_video_question"
-    description: ClassVar[str] = (
-        "Answer a multiple-choice question about a video from a few frames (uniform, or at given timestamps); "
-        "returns the chosen option and each option's probability."
-    )
     request_model: ClassVar[type[BaseModel]] = AnswerRequest
     result_model: ClassVar[type[BaseModel]] = AnswerResult
 
@@ -115,11 +111,6 @@ class Answerer(Tool):
 class PseudoLabeller(Tool):
     """Reverse chain: the frozen Answerer labels each frame 'yes' if that frame alone yields the gold answer."""
 
-    name: ClassVar[str] = "pseudo_label_frames"
-    description: ClassVar[str] = (
-        "Label sampled frames of a video yes/no by whether the answerer, reading that frame alone, picks the "
-        "known correct option (the reverse chain used to train the localizer)."
-    )
     request_model: ClassVar[type[BaseModel]] = PseudoLabelRequest
     result_model: ClassVar[type[BaseModel]] = PseudoLabelResult
 

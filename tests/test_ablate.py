@@ -146,15 +146,25 @@ def test_plan_settings_collapses_uniform():
     assert plan[4].id == "clip_8to2_concat"
 
 
+def test_oracle_reads_the_papers_4_uniform_frames_in_the_default_grid():
+    """Table 9 / official frameqa: the oracle answers 4 uniform frames alone, whatever the grid's frame count;
+    oracle_frames=0 takes the grid's candidates instead."""
+    plan = plan_settings(["oracle"], parse_grid(DEFAULT_GRID), ["concat"])
+    got = [(s.frames, s.keyframes, s.grid_entries) for s in plan]
+    assert got == [(4, 1, ["8:1", "16:1"]), (4, 4, ["16:4", "32:4", "32:8", "64:8"])]
+    own = plan_settings(["oracle"], [(32, 4)], ["concat"], {"oracle_frames": 0})
+    assert [(s.frames, s.keyframes) for s in own] == [(32, 4)]
+
+
 def test_default_selectors():
     from sevila_tools.selectors import available_selectors
 
     names, skipped = default_selectors(has_gold=True, options={}, random_weights=True)
-    assert sorted(names) == available_selectors() and not skipped
+    assert sorted(names) == [n for n in available_selectors() if n != "file"] and set(skipped) == {"file"}
     assert names[0] == "uniform" and names.index("localizer") < names.index("oracle")  # by rank
     names, skipped = default_selectors(has_gold=False, options={}, random_weights=False)
     assert "oracle" not in names and "moment_detr" not in names
-    assert set(skipped) == {"oracle", "moment_detr"}
+    assert set(skipped) == {"oracle", "moment_detr", "file"}  # the file selector runs only with its file
 
 
 def test_config_errors(tmp_path):
@@ -183,7 +193,7 @@ def test_ablate_tables_match_scorer(dataset, first_run):
     assert ids == [
         "uniform_2to2_concat", "uniform_4to4_concat", "localizer_8to2_concat", "localizer_16to4_concat",
         "clip_8to2_concat", "clip_16to4_concat", "moment_detr_8to2_concat", "moment_detr_16to4_concat",
-        "oracle_8to2_concat", "oracle_16to4_concat",
+        "oracle_4to2_concat", "oracle_4to4_concat",
     ]  # fmt: skip
     assert result["settings_run"] == 10 and result["settings_resumed"] == 0
     assert "RANDOM WEIGHTS" in (result["notice"] or "")
@@ -224,7 +234,7 @@ def test_ablate_tables_match_scorer(dataset, first_run):
     assert mdetr["video_check"]["affected_videos"] == 1  # only the 160-s video has > 75 clips
     assert result["video_checks"]["moment_detr"]["first_affected"] == ["1002.mp4"]
     # the keyframes of every record are within the video and sorted
-    oracle_file = out / "runs" / "oracle_16to4_concat" / "predictions.jsonl"
+    oracle_file = out / "runs" / "oracle_4to4_concat" / "predictions.jsonl"
     for rec in map(json.loads, oracle_file.read_text().splitlines()):
         assert rec["selector"] == "oracle" and rec["keyframe_idx"] == sorted(rec["keyframe_idx"])
         assert len(rec["keyframe_idx"]) == 4
@@ -398,3 +408,38 @@ def test_run_ablation_library_voting_without_gold(dataset, tiny_runtime, tmp_pat
     md = (tmp_path / "o" / "results.md").read_text()
     assert md.count("| – | – | – | – | – | – | – | – | – | – | – | 0/2 |") == 4
     assert (tmp_path / "o" / "results.png").stat().st_size > 0
+
+
+def test_notes_say_each_fact_once(dataset, first_run, tiny_runtime, tmp_path):
+    """A skipped video, --limit and the oracle: one note each, not one per setting; the oracle described once."""
+    from sevila_tools.eval.ablate import run_ablation
+    from sevila_tools.selectors import get_selector_class
+
+    md = (first_run[0] / "results.md").read_text()
+    notes = [line.split(". ", 1)[1] for line in md.splitlines() if line[:1].isdigit()]
+    assert len(notes) == len(set(notes))
+    assert f"oracle reads the gold answers. {get_selector_class('oracle').description}" in notes
+    assert md.count("upper bound") + md.count("Upper bound") == 1
+    missing = dataset / "missing.csv"
+    missing.write_text((dataset / "val.csv").read_text() + ROWS[0].replace("1001,", "9999,", 1) + "\n")
+    res = run_ablation(
+        {"dataset": "nextqa", "annotations": missing, "videos": dataset, "out": tmp_path / "o", "limit": 5,
+         "selectors": "uniform,localizer", "grid": "4:2", "skip_missing": True, "cache": False},
+        runtime=tiny_runtime, progress=False,
+    )  # fmt: skip
+    assert [r.note for r in res.rows] == ["1 of 5 questions have no prediction (missing video/error)"] * 2
+    assert res.notes == [
+        "¹ these selectors decide how many frames to read (uniform: k frames by the midpoint rule with n = k), so "
+        "grid entries that read the same frames share one row.",
+        "--limit 5: scored on the first 5 questions only.",
+        "1 of 5 questions skipped (missing videos): not scored.",
+        "feature cache off (--no-cache): ViT features were recomputed for every setting.",
+    ]
+
+
+def test_selectors_listing_marks_gold_readers_once():
+    """The oracle's description does not repeat what ``needs_gold`` already prints."""
+    res = _runner().invoke(app, ["selectors"], env={"COLUMNS": "200"})
+    line = next(x for x in res.stdout.splitlines() if x.startswith("oracle: "))
+    assert line == ("oracle: Upper bound, not a method: right if one of 4 uniform frames alone gives the gold "
+                    "answer (paper Table 9). (needs the gold answer)")

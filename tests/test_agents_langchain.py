@@ -18,15 +18,16 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from PIL import Image
 
 from sevila_tools.agents.langchain_tools import build_tools
-from sevila_tools.agents.service import (
-    SMALL_FRAME_LIST,
-    SPECS,
+from sevila_tools.agents.toolset import SMALL_FRAME_LIST, SPECS, summarize_localize
+from sevila_tools.chain import SevilaChain
+from sevila_tools.schemas import (
+    AskRequest,
+    LocalizeRequest,
+    LocalizeResult,
+    PseudoLabelRequest,
     VideoAnswerResult,
     VideoQuestionRequest,
-    summarize_localize,
 )
-from sevila_tools.chain import SevilaChain
-from sevila_tools.schemas import AskRequest, LocalizeRequest, LocalizeResult, PseudoLabelRequest
 from sevila_tools.synthetic import make_scene_video, make_video
 
 REPO = Path(__file__).resolve().parents[1]

@@ -8,11 +8,12 @@ import argparse
 
 import pytest
 import torch
+from training_support import tiny_blip2_folder
 
 from sevila_tools.checkpoint import load_sevila_checkpoint
 from sevila_tools.errors import CheckpointError, ModelLoadError
 from sevila_tools.loading import load_runtime, save_converted
-from sevila_tools.tiny import tiny_config, tiny_model, tiny_tokenizer
+from sevila_tools.tiny import tiny_config, tiny_model
 
 CFG = tiny_config()
 H = CFG.qformer_config.hidden_size  # 64 (768 real)
@@ -219,16 +220,7 @@ def test_missing_and_directory_paths(tmp_path):
 def test_hf_blip2_folder_as_base(tmp_path):
     """A BLIP-2 folder in HF format: answerer = its Q-Former, ln_vision = its post_layernorm with eps 1e-5,
     localizer = copy of the answerer (no SeViLA weights given)."""
-    from transformers import Blip2ForConditionalGeneration
-
-    torch.manual_seed(0)
-    hf = Blip2ForConditionalGeneration(tiny_model().config)
-    with torch.no_grad():
-        hf.vision_model.post_layernorm.weight.normal_()
-        hf.language_model.encoder.embed_tokens = hf.language_model.shared
-        hf.language_model.decoder.embed_tokens = hf.language_model.shared
-    hf.save_pretrained(tmp_path / "blip2")
-    tiny_tokenizer().save_pretrained(tmp_path / "blip2")
+    hf = tiny_blip2_folder(tmp_path / "blip2", seed=0)
     rt = load_runtime(str(tmp_path / "blip2"), checkpoint="none", device="cpu")
     m = rt.model
     assert torch.equal(m.ln_vision.weight, hf.vision_model.post_layernorm.weight)

@@ -21,6 +21,11 @@ def run(*args):
     return runner.invoke(app, [str(a) for a in args])
 
 
+def _forward(video) -> list:
+    """``sevila localize`` with a question and two options: the forward chain."""
+    return ["localize", video, "what is the square doing?", "-o", "left.", "-o", "right."]
+
+
 def test_localize_json_validates(video_file):
     r = run(
         "localize", video_file, "what is the square doing?", "--frames", 8, "--keyframes", 2, "--json", *TINY
@@ -31,21 +36,7 @@ def test_localize_json_validates(video_file):
 
 
 def test_localize_with_options_answers_and_validates(video_file):
-    r = run(
-        "localize",
-        video_file,
-        "what is the square doing?",
-        "-o",
-        "left.",
-        "-o",
-        "right.",
-        "--frames",
-        8,
-        "--keyframes",
-        2,
-        "--json",
-        *TINY,
-    )
+    r = run(*_forward(video_file), "--frames", 8, "--keyframes", 2, "--json", *TINY)
     assert r.exit_code == 0, r.output
     res = ForwardResult.model_validate_json(r.stdout)
     assert res.answer.answer_letter in "AB" and len(res.answer.option_probs) == 2
@@ -179,23 +170,7 @@ def test_installed_entry_point_json_and_errors(video_file, tmp_path):
 
 @pytest.mark.parametrize("selector", ["uniform", "random", "localizer", "clip", "moment_detr", "scene"])
 def test_localize_with_every_selector_offline(video_file, selector):
-    r = run(
-        "localize",
-        video_file,
-        "what is the square doing?",
-        "-o",
-        "left.",
-        "-o",
-        "right.",
-        "-n",
-        8,
-        "-k",
-        2,
-        "--selector",
-        selector,
-        "--json",
-        *TINY,
-    )
+    r = run(*_forward(video_file), "-n", 8, "-k", 2, "--selector", selector, "--json", *TINY)
     assert r.exit_code == 0, r.output
     res = ForwardResult.model_validate_json(r.stdout)
     idx = [k.frame_index for k in res.localization.keyframes]
@@ -223,8 +198,8 @@ def test_demo_command(tmp_path):
     assert (tmp_path / "demo" / "demo_plot.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_score_through_installed_entry_point(shared_data):
-    qvh = shared_data / "qvhighlights"
+def test_score_through_installed_entry_point(real_data):
+    qvh = real_data / "qvhighlights"
     p = subprocess.run(
         [
             str(SEVILA),

@@ -1,4 +1,4 @@
-"""``sevila score`` through typer's CliRunner (stand-alone app of cli/cmd_score.py): output and one-line errors."""
+"""``sevila score`` through typer's CliRunner: output and one-line errors."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from sevila_tools.cli.cmd_score import app
+from sevila_tools.cli.app import app
 from sevila_tools.cli.common import STATE
 from sevila_tools.errors import InputError
 from sevila_tools.eval.datasets import get_dataset

@@ -171,10 +171,23 @@ def test_truncation_logged_and_recorded(tiny, video, caplog):
         s = sel.select(_inp(video, question=long_q), 4)
     assert s.extra["truncated"] is True and s.extra["long_text_used"] == "truncate"
     assert s.extra["full_text_tokens"] > 77
-    assert any("truncated" in r.getMessage() for r in caplog.records)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"CLIP reads at most 77 tokens: a text of {s.extra['full_text_tokens']} tokens was cut to fit (shown once; "
+        f"each selection records whether its text was cut): {s.extra['texts'][0][:60]}..."]
     # truncation keeps BOS and EOS inside the 77 tokens
     ids = tok(long_q, truncation=True, max_length=77).input_ids
     assert len(ids) == 77 and ids[0] == tok.bos_token_id and ids[-1] == tok.eos_token_id
+
+
+def test_truncation_warned_once_and_counted(tiny, video, caplog):
+    """A dataset of long questions gives one warning line, not one per question."""
+    model, tok, _ = tiny
+    sel = CLIPSelector(model, tok, pixels="sevila_224")
+    questions = ["why " * 90 + "?", "how " * 90 + "?", "why did the boy run?", "what " * 90 + "?"]
+    with caplog.at_level(logging.WARNING, logger="sevila_tools.selectors.clip"):
+        cut = [sel.select(_inp(video, question=q), 4).extra["truncated"] for q in questions]
+    assert cut == [True, True, False, True] and sel.truncated_texts == 3
+    assert len(caplog.records) == 1 and "why why" in caplog.records[0].getMessage()
 
 
 def test_per_option_mean(tiny, video):
@@ -252,8 +265,8 @@ def test_load_clip_local_folder_roundtrip(tiny, tmp_path):
         load_clip(tmp_path / "config.json")  # a file, not a folder
 
 
-def test_real_bpe_tokenizer(shared_data):
-    tok = clip_tokenizer_from_bpe(shared_data / "clip" / "bpe_simple_vocab_16e6.txt.gz")
+def test_real_bpe_tokenizer(real_data):
+    tok = clip_tokenizer_from_bpe(real_data / "clip" / "bpe_simple_vocab_16e6.txt.gz")
     assert len(tok) == 49408
     assert tok.bos_token_id == 49406 and tok.eos_token_id == 49407 and tok.pad_token_id == 49407
     assert tok.convert_ids_to_tokens(49406) == "<|startoftext|>"
@@ -268,33 +281,9 @@ def test_real_bpe_tokenizer(shared_data):
     assert batch.input_ids[0][-1] == 49407 and batch.attention_mask[0] == [1, 1, 1, 1, 0, 0, 0]
 
 
-def test_real_bpe_tokenizer_with_tiny_clip_selector(shared_data, video):
-    from transformers import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPVisionConfig
-
-    tok = clip_tokenizer_from_bpe(shared_data / "clip" / "bpe_simple_vocab_16e6.txt.gz")
-    torch.manual_seed(0)
-    text = CLIPTextConfig(
-        vocab_size=49408,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        bos_token_id=49406,
-        eos_token_id=49407,
-        pad_token_id=49407,
-    )
-    vision = CLIPVisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        image_size=224,
-        patch_size=32,
-    )
-    model = CLIPModel(
-        CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=16)
-    )
-    s = CLIPSelector(model.eval(), tok, pixels="sevila_224").select(_inp(video), 4)
+def test_real_bpe_tokenizer_with_tiny_clip_selector(real_bpe_clip, video):
+    model, tok = real_bpe_clip
+    s = CLIPSelector(model, tok, pixels="sevila_224").select(_inp(video), 4)
     ref = _independent_scores(model, tok, preprocess(video[1].frames).float(), " ".join([QUESTION, *OPTIONS]))
     np.testing.assert_allclose(s.candidate_scores, ref, atol=1e-5)
 

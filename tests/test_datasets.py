@@ -13,8 +13,6 @@ import pytest
 
 from sevila_tools.errors import InputError, VideoError
 from sevila_tools.eval.datasets import (
-    DATASETS,
-    NUM_OPTIONS,
     Sample,
     available_datasets,
     count_empty_windows,
@@ -41,9 +39,11 @@ def _write_jsonl(path: Path, records: list[dict], final_newline: bool = True) ->
 # ---------------------------------------------------------------------------------------------------- NExT-QA
 
 
-def test_constants() -> None:
-    assert DATASETS == available_datasets() == ("how2qa", "nextqa", "star", "tvqa", "vlep", "qvhighlights")
-    assert NUM_OPTIONS == {"nextqa": 5, "star": 4, "how2qa": 4, "tvqa": 5, "vlep": 2}
+def test_registered_datasets_and_option_counts() -> None:
+    assert available_datasets() == ("how2qa", "nextqa", "star", "tvqa", "vlep", "qvhighlights")
+    specs = [get_dataset(n) for n in available_datasets()]
+    assert {s.name: s.num_options for s in specs if s.task == "multiple_choice"} == {
+        "nextqa": 5, "star": 4, "how2qa": 4, "tvqa": 5, "vlep": 2}
 
 
 def test_nextqa_csv_counts(nextqa_val: list[Sample]) -> None:
@@ -327,7 +327,7 @@ def test_unknown_dataset_lists_names(tmp_path: Path) -> None:
     with pytest.raises(InputError) as exc:
         load_annotations("msrvtt", tmp_path / "x.json")
     msg = str(exc.value)
-    assert "msrvtt" in msg and all(name in msg for name in DATASETS) and "\n" not in msg
+    assert "msrvtt" in msg and all(name in msg for name in available_datasets()) and "\n" not in msg
 
 
 def test_missing_and_malformed_files(tmp_path: Path) -> None:
@@ -470,7 +470,7 @@ def test_unknown_dataset_is_one_line() -> None:
     with pytest.raises(InputError) as exc:
         get_dataset("kinetics")
     assert str(exc.value) == (
-        "unknown dataset 'kinetics'; valid names: how2qa, nextqa, star, tvqa, vlep, qvhighlights"
+        "unknown dataset 'kinetics'; choose one of: how2qa, nextqa, star, tvqa, vlep, qvhighlights"
     )
 
 
@@ -573,12 +573,14 @@ def test_vlep_video_layouts(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------------------- extension
 
 
-def test_a_new_dataset_is_one_registration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_new_dataset_is_one_registration(tmp_path: Path, request: pytest.FixtureRequest) -> None:
     """What a new module in eval/datasets/ does: build a DatasetSpec from a reader and register it."""
     from sevila_tools.eval.datasets import DatasetSpec, Reader, _spec, register_dataset
     from sevila_tools.eval.scorers import score_accuracy
 
-    monkeypatch.setattr(_spec, "_REGISTRY", dict(_spec._REGISTRY))
+    stack = _spec._REGISTRY.scoped()
+    stack.__enter__()
+    request.addfinalizer(lambda: stack.__exit__(None, None, None))
 
     def read(file, spec, paths):
         return [
@@ -627,16 +629,16 @@ def test_a_new_dataset_is_one_registration(tmp_path: Path, monkeypatch: pytest.M
 
 
 @pytest.mark.parametrize(
-    "first", ["sevila_tools.eval.scorers", "sevila_tools.eval.datasets.vlep", "sevila_tools.cli.cmd_score"]
+    "first", ["sevila_tools.eval.scorers", "sevila_tools.eval.datasets.vlep", "sevila_tools.cli.commands"]
 )
 def test_import_order_does_not_matter(first: str) -> None:
     import subprocess
 
     code = (
         f"import {first}\n"
-        "from sevila_tools.eval.datasets import DATASETS\n"
+        "from sevila_tools.eval.datasets import available_datasets\n"
         "from sevila_tools.eval.scorers import score_multiple_choice, score_qvhighlights\n"
-        "print(len(DATASETS))"
+        "print(len(available_datasets()))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "6", out.stderr

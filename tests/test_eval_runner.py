@@ -44,11 +44,11 @@ def rt():
 
 
 @pytest.fixture(scope="module")
-def nextqa(shared_data, tmp_path_factory):
+def nextqa(real_data, tmp_path_factory):
     """6 real val.csv rows (4 videos, two of them with 2 questions, not adjacent) + synthetic mp4s placed
     at ``<videos>/<dir>/<id>.mp4`` as the real map_vid_vidorID.json says."""
     root = tmp_path_factory.mktemp("nextqa")
-    rows = list(csv.DictReader(open(shared_data / "nextqa" / "val.csv", newline="")))
+    rows = list(csv.DictReader(open(real_data / "nextqa" / "val.csv", newline="")))
     count = Counter(r["video"] for r in rows)
     pairs = [v for v in dict.fromkeys(r["video"] for r in rows) if count[v] >= 2][:2]
     singles = [v for v in dict.fromkeys(r["video"] for r in rows) if v not in pairs][:2]
@@ -66,7 +66,7 @@ def nextqa(shared_data, tmp_path_factory):
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(chosen)
-    vmap_path = shared_data / "nextqa" / "map_vid_vidorID.json"
+    vmap_path = real_data / "nextqa" / "map_vid_vidorID.json"
     vmap = json.loads(vmap_path.read_text())
     videos = root / "videos"
     for i, vid in enumerate(pairs + singles):
@@ -307,8 +307,8 @@ def test_video_failing_after_the_check_gets_error_records(nextqa, rt, tmp_path, 
 # ------------------------------------------------------------------------------------------------ QVHighlights
 
 
-def test_qvhighlights_submission(shared_data, rt, tmp_path):
-    lines = (shared_data / "qvhighlights" / "highlight_val_release.jsonl").read_text().splitlines()[:2]
+def test_qvhighlights_submission(real_data, rt, tmp_path):
+    lines = (real_data / "qvhighlights" / "highlight_val_release.jsonl").read_text().splitlines()[:2]
     ann = tmp_path / "qvh.jsonl"
     ann.write_text("\n".join(lines))
     videos = tmp_path / "qvideos"
@@ -319,22 +319,9 @@ def test_qvhighlights_submission(shared_data, rt, tmp_path):
     assert EvalConfig(dataset="qvhighlights", annotations=ann, out=tmp_path / "x").num_frames == 75
     run = tmp_path / "sub"
     out = _preds(run)
-    r = _cli(
-        "eval",
-        "--dataset",
-        "qvhighlights",
-        "--annotations",
-        ann,
-        "--videos",
-        videos,
-        "--out",
-        run,
-        "--frames",
-        12,
-        "--no-cache",
-        "--json",
-        *TINY,
-    )
+    qvh = ["eval", "--dataset", "qvhighlights", "--annotations", ann, "--videos", videos, "--frames", 12, "--no-cache",
+           "--json", *TINY]
+    r = _cli(*qvh, "--out", run)
     assert r.exit_code == 0, r.output
     summary = json.loads(r.stdout)
     sub = [json.loads(x) for x in out.read_text().splitlines()]
@@ -363,24 +350,7 @@ def test_qvhighlights_submission(shared_data, rt, tmp_path):
     assert "frame_accuracy" in summary["metrics"]
     assert summary["config"]["span"]["span_threshold"] == 6 and summary["config"]["frames"] == 12
 
-    r = _cli(
-        "eval",
-        "--dataset",
-        "qvhighlights",
-        "--annotations",
-        ann,
-        "--videos",
-        videos,
-        "--out",
-        tmp_path / "one",
-        "--frames",
-        12,
-        "--limit",
-        1,
-        "--no-cache",
-        "--json",
-        *TINY,
-    )
+    r = _cli(*qvh, "--out", tmp_path / "one", "--limit", 1)
     assert r.exit_code == 0, r.output
     assert "match_number=False" in json.loads(r.stdout)["metrics_note"]
 

@@ -19,7 +19,8 @@ from mcp.client.stdio import stdio_client
 from typer.testing import CliRunner
 
 from sevila_tools.agents.mcp_server import create_server
-from sevila_tools.agents.service import SPECS, ToolService
+from sevila_tools.agents.service import ToolService
+from sevila_tools.agents.toolset import SPECS
 from sevila_tools.chain import SevilaChain
 from sevila_tools.synthetic import make_scene_video, make_video
 
@@ -79,7 +80,7 @@ def test_tool_schemas_come_from_the_request_and_result_models(tiny_runtime, root
         for name, prop in ref.get("properties", {}).items():
             assert t.input_schema["properties"][name].items() >= prop.items(), (t.name, name)
         assert t.description == spec.description and t.annotations.read_only_hint
-    for r, text in ((bad, "num_frames: Input should be greater than or equal to 1"), (few, "options")):
+    for r, text in ((bad, "num_frames must be at least 1 (got 0)"), (few, "options")):
         assert r.is_error and text in _text(r) and "\n" not in _text(r)
 
 

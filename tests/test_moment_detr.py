@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from sevila_tools.errors import CheckpointError, InputError
 from sevila_tools.selectors import build_selector, declared_options
 from sevila_tools.selectors.base import REGISTRY, SelectorInput
-from sevila_tools.selectors.clip import build_tiny_clip, clip_tokenizer_from_bpe
+from sevila_tools.selectors.clip import build_tiny_clip
 from sevila_tools.selectors.memo import selector_memo_stats
 from sevila_tools.selectors.moment_detr import (
     DEFAULT_LONG_VIDEO,
@@ -103,8 +103,8 @@ def _expected_layout() -> dict[str, tuple[int, ...]]:
 
 
 @pytest.fixture(scope="module")
-def opt(shared_data) -> dict:
-    return json.loads((shared_data / "moment_detr" / "opt.json").read_text())
+def opt(real_data) -> dict:
+    return json.loads((real_data / "moment_detr" / "opt.json").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -302,34 +302,10 @@ def test_clip_grid():
         clip_grid(10, 10, 30.0)
 
 
-def test_query_features_real_bpe_32_token_rule(shared_data):
-    from transformers import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPVisionConfig
-
-    tok = clip_tokenizer_from_bpe(shared_data / "clip" / "bpe_simple_vocab_16e6.txt.gz")
-    torch.manual_seed(0)
-    text = CLIPTextConfig(
-        vocab_size=49408,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        bos_token_id=49406,
-        eos_token_id=49407,
-        pad_token_id=49407,
-    )
-    vision = CLIPVisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        image_size=224,
-        patch_size=32,
-    )
-    clip = CLIPModel(
-        CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=16)
-    )
+def test_query_features_real_bpe_32_token_rule(real_bpe_clip):
+    clip, tok = real_bpe_clip
     mdetr = build_tiny_moment_detr(16, 32)
-    sel = MomentDETRSelector(model=mdetr, clip_model=clip.eval(), clip_tokenizer=tok)
+    sel = MomentDETRSelector(model=mdetr, clip_model=clip, clip_tokenizer=tok)
     long_q = "why does the chef " + "cut the pizza " * 20 + "?"
     feats, info = sel.query_features(long_q)
     assert feats.shape == (32, 32) and info["query_tokens"] == 32 and info["query_truncated"] is True

@@ -20,13 +20,26 @@ def chain(tiny_runtime):
 
 
 def test_tools_share_one_runtime(chain, tiny_runtime):
-    assert all(t.runtime is tiny_runtime for t in chain.tools())
-    assert [t.name for t in chain.tools()] == [
-        "localize_keyframes",
-        "answer_video_question",
-        "pseudo_label_frames",
-    ]
-    assert all(len(t.description) < 200 and "\n" not in t.description for t in chain.tools())
+    tools = [chain.localizer, chain.answerer, chain.pseudo_labeller]
+    assert all(t.runtime is tiny_runtime and t.pipeline is chain.pipeline for t in tools)
+
+
+def test_a_request_instance_is_validated_once(chain, video_file, monkeypatch):
+    """A request model instance is used as it is: the tool and the chain do not validate it again."""
+    from sevila_tools.schemas import ForwardRequest
+
+    req = LocalizeRequest(video=str(video_file), question=Q, num_frames=8, num_keyframes=2)
+    fwd = ForwardRequest(video=str(video_file), question=Q, options=OPTS, num_frames=8, num_keyframes=2)
+    calls = []
+    for model in (LocalizeRequest, ForwardRequest):
+        original = model.model_validate.__func__
+        monkeypatch.setattr(model, "model_validate", classmethod(lambda c, v, *a, _o=original, **k: (
+            calls.append(c.__name__), _o(c, v, *a, **k))[1]))
+    chain.localizer(req)
+    chain.forward(fwd)
+    assert calls == []
+    chain.localizer(req.model_dump())
+    assert calls == ["LocalizeRequest"]
 
 
 def test_localizer_scores_topk_and_time_order(chain, tiny_runtime, video_file):

@@ -35,16 +35,14 @@ from sevila_tools.training import (  # noqa: E402
     parse_overrides,
     qvh_frame_labels,
     random_resized_crop,
-    read_recipe,
     read_training_checkpoint,
-    recipe_names,
     resolve_config,
     step_plan,
     train_stage,
 )
 from sevila_tools.video import read_frames, sample_frames  # noqa: E402
 
-pytest_plugins = ["training_support"]  # the data fixture and one torch thread
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models run faster on one thread
 
 
 def cfg(task: str, **kw):
@@ -108,8 +106,8 @@ def test_one_process_with_accumulation_equals_four_processes():
     assert batch_layout(2, 1, global_batch=64, accum_steps=3).accum == 3  # accum_steps wins
 
 
-def test_qvh_span_labels_on_real_records(shared_data):
-    samples = load_annotations("qvhighlights", shared_data / "qvhighlights" / "highlight_train_release.jsonl")
+def test_qvh_span_labels_on_real_records(real_data):
+    samples = load_annotations("qvhighlights", real_data / "qvhighlights" / "highlight_train_release.jsonl")
     multi = [s for s in samples if s.windows and len(s.windows) > 1][:50]
     assert len(multi) == 50
     fps = 30.0
@@ -140,35 +138,7 @@ def test_random_resized_crop_is_one_crop_per_clip():
     assert int(a[0, 112, -1, 0]) - int(a[0, 112, 0, 0]) >= 0.5 * 223  # >= half the area keeps most of the ramp
 
 
-# ------------------------------------------------------------------------------------------------ recipes
-def test_recipes_are_the_official_settings():
-    names = recipe_names()
-    for ds in ("nextqa", "star", "how2qa", "tvqa", "vlep"):
-        assert f"refine-{ds}" in names and f"finetune-{ds}" in names
-    assert "pretrain-qvhighlights" in names
-    ref, ft = cfg("refine"), cfg("finetune")
-    pre = resolve_config("pretrain", "qvhighlights")
-    assert (pre.epochs, pre.batch_size, pre.global_batch, pre.warmup_steps, pre.lr, pre.num_frames, pre.val_frames,
-            pre.init, pre.prompts) == (80, 16, 64, 1000, 3e-5, 4, 75, "answerer-copy", "query_relevance")
-    assert (ref.epochs, ref.batch_size, ref.global_batch, ref.warmup_steps, ref.lr, ref.num_frames) == (10, 16, 64, 500, 3e-5, 4)
-    assert (ft.epochs, ft.batch_size, ft.global_batch, ft.lr, ft.num_frames, ft.num_keyframes) == (10, 8, 64, 3e-5, 32, 4)
-    assert ft.warmup_steps == 500  # official 1000 iterations at accumulation 2
-    for ds in ("star", "how2qa", "tvqa", "vlep"):  # lavis/projects/sevila/train/<ds>.yaml
-        r = resolve_config("refine", ds)
-        assert (r.lr, r.epochs, r.warmup_steps, r.batch_size, r.num_frames, r.global_batch) == (5e-5, 5, 500, 16, 4, 64)
-    from sevila_tools.eval.datasets import get_dataset
-
-    for name in names:  # the prompt style is the dataset's
-        task, ds = name.split("-", 1)
-        assert resolve_config(task, ds).prompts == get_dataset(ds).prompt_style
-    assert resolve_config("refine", "vlep").prompts == "next_event"
-    for name in names:
-        c = resolve_config(*name.split("-", 1))
-        assert c.augment and c.frozen_dropout and c.reference_processes == 4 and c.official == {"precision": "fp16"}
-        assert c.deviations() == [{"option": "precision", "official": "fp16", "used": "auto"}]
-    assert read_recipe("refine-nextqa")[1]["source"].startswith("Yui010206/SeViLA")
-
-
+# ------------------------------------------------------------------------------------------------ overrides
 def test_overrides_are_typed_and_checked(tmp_path):
     assert parse_overrides(["lr=3e-5", "epochs=2", "augment=false", "refine.epochs=1"]) == {
         "lr": 3e-5, "epochs": 2, "augment": False, "refine.epochs": 1}
@@ -193,11 +163,11 @@ def test_overrides_are_typed_and_checked(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ training
-def test_refine_learns_labels_and_only_the_localizer_changes(data, tmp_path):
+def test_refine_learns_labels_and_only_the_localizer_changes(train_data, tmp_path):
     rt = fresh_runtime()
     before = snapshot(rt.model)
     c = cfg("refine", epochs=8, batch_size=2, global_batch=2, lr=3e-3, min_lr=3e-3, warmup_steps=0, augment=False)
-    res = train_stage(rt, samples_of(data), c, tmp_path / "r", labels=data / "labels.jsonl", progress=False)
+    res = train_stage(rt, samples_of(train_data), c, tmp_path / "r", labels=train_data / "labels.jsonl", progress=False)
     after = snapshot(rt.model)
     for name in ("vision_model", "language_model", "answerer"):
         assert same(part(before, name), part(after, name)), name
@@ -209,15 +179,15 @@ def test_refine_learns_labels_and_only_the_localizer_changes(data, tmp_path):
     assert res.epoch_losses[-1] < 0.6 * rows[0]["loss"]
     assert [r["lr"] for r in rows] == [linear_warmup_cosine_lr(r["epoch"], r["step_in_epoch"], 3e-3, 3e-3, 1e-8, 0, 8)
                                        for r in rows]
-    for s in samples_of(data):  # labelled-yes (red) frames now rank above the blue ones
+    for s in samples_of(train_data):  # labelled-yes (red) frames now rank above the blue ones
         frames, _ = read_frames(s.video, YES_FRAMES)
         yes, _ = rt.localizer_logits(rt.vit(frames)[None], [localizer_prompt(QUESTION, OPTIONS)])
         assert min(yes[0, [0, 2]]) > max(yes[0, [1, 3]])
 
 
-def test_finetune_learns_on_the_localizers_keyframes(data, tmp_path):
+def test_finetune_learns_on_the_localizers_keyframes(train_data, tmp_path):
     """Loss of the first step = the Answerer's loss on the frozen Localizer's top-2 of the 8 drawn frames."""
-    samples = samples_of(data)
+    samples = samples_of(train_data)
     rt = fresh_runtime()
     before = snapshot(rt.model)
     c = cfg("finetune", epochs=1, batch_size=2, global_batch=4, num_frames=8, num_keyframes=2, lr=1e-3,
@@ -245,8 +215,8 @@ def test_finetune_learns_on_the_localizers_keyframes(data, tmp_path):
     assert step_rows(tmp_path / "f")[0]["loss"] == pytest.approx(sum(losses) / len(losses), rel=1e-4)
 
 
-def test_validation_every_epoch_keeps_the_best_and_resume_equals_uninterrupted(data, tmp_path):
-    samples = samples_of(data)
+def test_validation_every_epoch_keeps_the_best_and_resume_equals_uninterrupted(train_data, tmp_path):
+    samples = samples_of(train_data)
     c = cfg("refine", epochs=2, batch_size=2, global_batch=2, lr=1e-3, warmup_steps=1, val_frames=8,
             num_keyframes=2, frozen_dropout=False)
     full = train_stage(fresh_runtime(), samples, c, tmp_path / "a", val_samples=samples, progress=False)
@@ -279,11 +249,11 @@ def test_validation_every_epoch_keeps_the_best_and_resume_equals_uninterrupted(d
     assert again.steps == 4 and again.complete and again.final_validation == full.final_validation
 
 
-def test_labels_from_pseudo_label_equal_the_reverse_chain(data, tmp_path):
+def test_labels_from_pseudo_label_equal_the_reverse_chain(train_data, tmp_path):
     """Labels written by pseudo_label (same seed, one set per epoch, same crops) = the on-the-fly reverse chain."""
     from sevila_tools.training import pseudo_label
 
-    samples = samples_of(data)
+    samples = samples_of(train_data)
     c = cfg("refine", epochs=2, batch_size=2, global_batch=2, lr=1e-3, warmup_steps=1, frozen_dropout=False)
     fly = train_stage(fresh_runtime(), samples, c, tmp_path / "fly", progress=False)
     pseudo_label(fresh_runtime(), samples, tmp_path / "pl", c, progress_bar=False)
@@ -292,13 +262,13 @@ def test_labels_from_pseudo_label_equal_the_reverse_chain(data, tmp_path):
     assert same(read_training_checkpoint(from_file.checkpoint)["model"], read_training_checkpoint(fly.checkpoint)["model"])
 
 
-def test_frozen_dropout_changes_pseudo_labels_only_when_on(data):
+def test_frozen_dropout_changes_pseudo_labels_only_when_on(train_data):
     from sevila_tools.training.data import DrawSpec, load_item
     from sevila_tools.training.frozen import build_pipeline, encoded_of, frozen_pass, query_of
 
     rt = fresh_runtime()
     pipe = build_pipeline(rt, "default")
-    samples = samples_of(data)
+    samples = samples_of(train_data)
     items = [load_item(s, i, 0, DrawSpec(8, 42, augment=False)) for i, s in enumerate(samples)]
     pairs = [(encoded_of(s, it.frames, rt.vit(it.frames.frames)), query_of(s)) for s, it in zip(samples, items, strict=True)]
     reference = pipe.pseudo_labels(pairs)  # eval mode
@@ -314,7 +284,7 @@ def test_frozen_dropout_changes_pseudo_labels_only_when_on(data):
     assert not any(m.training for m in rt.model.modules())  # modes restored
 
 
-def test_a_new_task_is_one_class(data, tmp_path):
+def test_a_new_task_is_one_class(train_data, tmp_path):
     """The task contract: a registered subclass trains through the same trainer (here: the Answerer on the first
     k candidates instead of the Localizer's choice)."""
     from sevila_tools.training import TASKS, TrainingTask, register_task
@@ -337,7 +307,7 @@ def test_a_new_task_is_one_class(data, tmp_path):
         c = c.model_copy(update={"task": "first-frames-test"})
         rt = fresh_runtime()
         before = snapshot(rt.model)
-        res = train_stage(rt, samples_of(data), c, tmp_path / "x", progress=False)
+        res = train_stage(rt, samples_of(train_data), c, tmp_path / "x", progress=False)
         assert res.steps == 2 and not same(part(before, "answerer"), part(snapshot(rt.model), "answerer"))
         assert same(part(before, "localizer"), part(snapshot(rt.model), "localizer"))
     finally:

@@ -266,8 +266,9 @@ def test_other_containers(clips, clip):
 
 
 def test_auto_decoder(clips):
-    s = V.sample_frames(clips["short"], 2)
-    assert s.decoder == ("decord" if HAS_DECORD else "pyav")
+    """auto reads h264 in mp4 with PyAV (exact seeks), mpeg4 in AVI with the official reader."""
+    assert V.sample_frames(clips["short"], 2).decoder == "pyav"
+    assert V.sample_frames(clips["avi"], 2).decoder == ("decord" if HAS_DECORD else "pyav")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -290,7 +291,7 @@ def test_fallback_when_decord_fails(clips, monkeypatch, caplog):
 
     monkeypatch.setattr(V._DecordReader, "__init__", broken_open)
     with caplog.at_level(logging.WARNING, logger="sevila_tools.video"):
-        s = V.sample_frames(clips["short"], 4, size=None)
+        s = V.sample_frames(clips["avi"], 4, size=None)  # a file auto reads with decord
     assert s.decoder == "pyav"
     assert [decode_counter(f) for f in s.frames] == s.indices  # the same video, re-read
     assert any(

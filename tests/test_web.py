@@ -193,17 +193,40 @@ def test_session_files_are_deleted(demo, video_file, tmp_path):
 
 
 def test_page_errors_are_one_escaped_line():
-    import gradio as gr
-
     from sevila_tools.web.app import page_error
 
-    err = page_error(VideoError("not a readable video: <b>x.mp4</b> (invalid data)"))
-    assert (
-        isinstance(err, gr.Error)
-        and err.message == "not a readable video: &lt;b&gt;x.mp4&lt;/b&gt; (invalid data)"
-    )
+    err = page_error(VideoError("not a readable video: <b>my_clip*.mp4</b> (invalid data)"))
+    assert err == r"error: not a readable video: &lt;b&gt;my\_clip\*.mp4&lt;/b&gt; (invalid data)"
     other = page_error(RuntimeError("boom\nsecond line"))
-    assert other.message == "internal error (details in the server log): RuntimeError: boom second line"
+    assert other == "error: internal error (details in the server log): RuntimeError: boom second line"
+
+
+def _endpoint(demo, name: str):
+    from sevila_tools.web.app import build_app
+
+    return next(f.fn for f in build_app(demo).fns.values() if f.api_name == name)
+
+
+def test_an_input_error_is_the_status_line_and_clears_the_answer_tab(demo, tmp_path):
+    """No error badge on every panel: the status says what went wrong, the other five outputs are emptied."""
+    fake = tmp_path / "fake.mp4"
+    fake.write_text("not a video\n" * 20)
+    answer = _endpoint(demo, "answer")
+    updates = list(answer(str(fake), None, QUESTION, "\n".join(OPTIONS), 8, 2, "localizer", None, None, None))
+    assert updates[0] == ("encoding the video ...", None, [], "", None, None) and len(updates) == 2
+    status, *rest = updates[1]
+    assert status.startswith("error: not a readable video: fake.mp4 (") and "\n" not in status
+    assert rest == [None, [], "", None, None]
+    status, *rest = list(answer(str(fake), None, "", "a.\nb.", 8, 2, "localizer", None, None, None))[-1]
+    assert status.startswith("error: ") and rest == [None, [], "", None, None]
+
+
+def test_an_input_error_hides_every_comparison_row(demo, upload):
+    compare = _endpoint(demo, "compare")
+    last = list(compare(str(upload), None, QUESTION, "only one.", 8, 2, None, None, ["uniform", "localizer"], None))[-1]
+    n = len(web_selectors())
+    assert last[0] == "error: give at least 2 options, or none for an open answer"
+    assert all(u["visible"] is False for u in last[1 : 1 + n])
 
 
 def test_app_has_named_endpoints_on_one_model_queue(demo):
@@ -226,7 +249,9 @@ def test_cli_without_gradio_prints_one_line(monkeypatch):
     monkeypatch.setitem(sys.modules, "gradio", None)  # import gradio -> ImportError
     result = CliRunner().invoke(app, ["web", "--model", "tiny-random"])
     assert result.exit_code != 0
-    assert result.stderr.strip() == 'error: sevila web needs gradio: pip install "sevila-tools[web]"'
+    assert result.stderr.strip() == (
+        'error: sevila web needs gradio: pip install "sevila-tools[web]" (in a clone: .venv/bin/pip install -e ".[web]")'
+    )
 
 
 def test_cli_help_lists_the_options():

@@ -158,8 +158,9 @@ def test_text_renamed_mp4_shows_a_readable_error(server, page, tmp_path):
     fake = tmp_path / "fake.mp4"
     fake.write_text("this is a text file, not a video\n" * 20)
     _open_and_ask(page, server, fake, OPTIONS)
-    error = page.get_by_text(re.compile(r"not a readable video: fake\.mp4 \("))
-    expect(error.first).to_be_visible(timeout=RUN_TIMEOUT_MS)
+    status = page.locator("#sevila-status")
+    expect(status).to_contain_text(re.compile(r"error: not a readable video: fake\.mp4 \("), timeout=RUN_TIMEOUT_MS)
+    expect(page.get_by_text("Error", exact=True)).to_have_count(0)  # no error badge on the other panels
     assert "Traceback" not in page.content()
     assert page.locator("#sevila-answer textarea").input_value() == ""
 

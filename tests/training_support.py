@@ -1,11 +1,16 @@
-"""Shared data and helpers of the training tests: four red/blue scene videos, annotations, a label file."""
+"""Shared data and helpers of the training tests: four red/blue scene videos, annotations, a label file, and a
+tiny BLIP-2 folder in the Hugging Face layout (also read by the checkpoint tests).
+
+Test modules import what they use by name and declare their own fixtures over it; this module is never registered
+as a plugin, so nothing here can reach the tests of other modules.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
-import pytest
 import torch
 from typer.testing import CliRunner
 
@@ -24,20 +29,28 @@ FAST = ["--lr", "3e-2", "--min-lr", "3e-2", "--warmup-steps", "0", "--quiet"]
 TINY = ["--model", "tiny-random", "--device", "cpu"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run faster on one thread (and the 2-core box is shared)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def tiny_blip2_folder(path: Path, seed: int) -> Any:
+    """Save a seeded BLIP-2 of the tiny preset's shapes (a non-trivial post_layernorm, tied T5 embeddings) and the
+    tiny tokenizer as a Hugging Face folder at ``path``; returns the model written."""
+    from transformers import Blip2ForConditionalGeneration
+
+    from sevila_tools.tiny import tiny_model, tiny_tokenizer
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        hf = Blip2ForConditionalGeneration(tiny_model().config)
+        with torch.no_grad():
+            hf.vision_model.post_layernorm.weight.normal_()
+    hf.language_model.encoder.embed_tokens = hf.language_model.shared
+    hf.language_model.decoder.embed_tokens = hf.language_model.shared
+    hf.save_pretrained(path)
+    tiny_tokenizer().save_pretrained(path)
+    return hf
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    """4 scene videos (red/blue/red/blue, 15 frames each, 30 fps), NExT-QA SeViLA-JSON annotations, a labels
+def make_data(d: Path) -> Path:
+    """Write into ``d`` 4 scene videos (red/blue/red/blue, 15 frames each, 30 fps), NExT-QA SeViLA-JSON annotations, a labels
     JSONL (red frames yes) and a QVHighlights file whose windows cover the red scenes."""
-    d = tmp_path_factory.mktemp("train")
     (d / "videos").mkdir()
     recs, labels, qvh = [], [], []
     for i in range(4):

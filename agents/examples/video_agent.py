@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from sevila_tools.schemas import DEFAULT_MODEL
+
 SYSTEM_PROMPT = (
     "You answer questions about local video files with the SeViLA video tools. "
     "For a multiple-choice question call answer_video_question with the exact option texts (no letters). "
@@ -76,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("video", type=Path)
     parser.add_argument("question")
     parser.add_argument("--option", "-o", action="append", default=[], help="An answer option (repeat).")
-    parser.add_argument("--model", default=os.environ.get("SEVILA_MODEL", "Salesforce/blip2-flan-t5-xl"),
+    parser.add_argument("--model", default=os.environ.get("SEVILA_MODEL", DEFAULT_MODEL),
                         help="SeViLA model: tiny-random, a converted folder or a BLIP-2 id.")
     parser.add_argument("--checkpoint", default=os.environ.get("SEVILA_CHECKPOINT", "auto"))
     parser.add_argument("--device", default="auto")

@@ -9,7 +9,15 @@ from .config import (
     parse_names,
     plan_settings,
 )
-from .report import AblationResult, AblationRow, render_csv, render_markdown, render_png, terminal_rows
+from .report import (
+    AblationResult,
+    AblationRow,
+    print_terminal,
+    render_csv,
+    render_markdown,
+    render_png,
+    terminal_rows,
+)
 from .run import AblationRun, run_ablation
 
 __all__ = [
@@ -23,6 +31,7 @@ __all__ = [
     "parse_grid",
     "parse_names",
     "plan_settings",
+    "print_terminal",
     "render_csv",
     "render_markdown",
     "render_png",

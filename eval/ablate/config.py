@@ -64,10 +64,16 @@ class AblationConfig(RunOptions):
     ``selectors=None``: every registered selector that can run (``docs/eval.md``). ``selector_options`` is the
     flat option dict; each selector takes the keys it declares (``long_video`` defaults to ``sliding`` here)."""
 
-    selectors: list[str] | None = None
-    selector_options: dict[str, Any] = Field(default_factory=lambda: {"long_video": "sliding"})
-    grid: list[tuple[int, int]] = Field(default_factory=lambda: parse_grid(DEFAULT_GRID))
-    answerers: list[str] = Field(default_factory=lambda: ["concat"])
+    selectors: list[str] | None = Field(None, description="Selectors, comma separated (default: every registered "
+                                        "one that can run here).", json_schema_extra={"cli": {
+                                            "flags": ["--selector", "-s"], "metavar": "NAMES"}})
+    selector_options: dict[str, Any] = Field(default_factory=lambda: {"long_video": "sliding"},
+                                             description="Selector options by key.")
+    grid: list[tuple[int, int]] = Field(default_factory=lambda: parse_grid(DEFAULT_GRID),
+                                        description=f"FRAMES:KEYFRAMES settings (default {DEFAULT_GRID}).",
+                                        json_schema_extra={"cli": {"metavar": "N:K,..."}})
+    answerers: list[str] = Field(default_factory=lambda: ["concat"], description="Answer strategies, comma "
+                                 "separated.", json_schema_extra={"cli": {"flags": ["--answerer"], "metavar": "NAMES"}})
 
     @field_validator("grid", mode="before")
     @classmethod
@@ -104,6 +110,12 @@ class AblationConfig(RunOptions):
             raise ValueError("--resume and --overwrite exclude each other")
         return self
 
+    def selector_names(self) -> list[str]:
+        """The selectors this ablation may run (the selector options given are checked against them)."""
+        from sevila_tools.plugins import selectors
+
+        return list(self.selectors or selectors.names())
+
     def flat_options(self) -> dict[str, Any]:
         """The options every selector may pick from (the run seed and checkpoint trust included)."""
         return {"seed": self.seed, "trust_checkpoint": self.trust_checkpoint, **self.selector_options}
@@ -129,9 +141,23 @@ class Setting:
         return f"{self.selector} {self.frames}→{self.keyframes} {self.answerer}"
 
 
-def plan_settings(selectors: Sequence[str], grid: Sequence[tuple[int, int]], answerers: Sequence[str]) -> list[Setting]:
+def candidates_for(cls: Any, frames: int, keyframes: int, options: dict[str, Any] | None = None) -> int:
+    """Frames a selector class decodes for one grid entry, given the options it declares (the oracle's
+    ``oracle_frames``); a selector without such options decodes what ``num_candidates`` says."""
+    import inspect
+
+    params = inspect.signature(cls.num_candidates).parameters
+    own = {k: v for k, v in (options or {}).items() if k in params and k in cls.Options.model_fields}
+    return int(cls.num_candidates(frames, keyframes, **own))
+
+
+def plan_settings(
+    selectors: Sequence[str], grid: Sequence[tuple[int, int]], answerers: Sequence[str],
+    options: dict[str, Any] | None = None,
+) -> list[Setting]:
     """Rows in table order: selector, grid entry, answerer. A selector that decodes its own number of frames
-    (``num_candidates``, e.g. uniform's n = k) collapses grid entries with the same result into one setting."""
+    (``num_candidates``: uniform's n = k, the oracle's 4 uniform frames of the paper's Table 9) collapses grid
+    entries with the same result into one setting; its keyframes never exceed the frames it decodes."""
     from sevila_tools.selectors import get_selector_class
 
     out: dict[tuple, Setting] = {}
@@ -139,7 +165,8 @@ def plan_settings(selectors: Sequence[str], grid: Sequence[tuple[int, int]], ans
         cls = get_selector_class(sel)
         for n, k in grid:
             for ans in answerers:
-                key = (sel, cls.num_candidates(n, k), k, ans)
+                frames = candidates_for(cls, n, k, options)
+                key = (sel, frames, min(k, frames), ans)
                 if key not in out:
                     out[key] = Setting(*key)
                 out[key].grid_entries.append(f"{n}:{k}")

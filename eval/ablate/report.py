@@ -165,3 +165,24 @@ def terminal_rows(result: AblationResult, width: int = 80) -> tuple[list[str], l
         for r in result.rows
     ]
     return header, body
+
+
+def print_terminal(result: AblationResult, console: Any) -> None:
+    """The 80-column table on a rich ``console``, then the numbered notes and where the files are."""
+    from rich.table import Table
+
+    header, body = terminal_rows(result, width=80)
+    table = Table(title=f"sevila ablate {result.dataset} ({result.questions} questions)", width=80)
+    for i, col in enumerate(header):
+        table.add_column(col, justify="left" if i == 0 else "right", no_wrap=i == 0)
+    for cells in body:
+        table.add_row(*cells)
+    console.print(table)
+    for i, note in enumerate(dict.fromkeys(result.notes), 1):
+        console.print(f"{i}. {note}", highlight=False)
+    vit, files = result.vit_cache, result.files
+    if vit.get("enabled"):
+        console.print(f"ViT feature cache: {vit.get('hits', 0)} hits, {vit.get('misses', 0)} misses ({vit.get('dir')})",
+                      highlight=False)
+    console.print(f"{result.settings_run} settings run, {result.settings_resumed} resumed; all columns in "
+                  f"{files.get('markdown')} and {files.get('csv')}; plot {files.get('png')}", highlight=False)

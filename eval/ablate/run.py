@@ -10,12 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from sevila_tools.errors import InputError, VideoError
+from sevila_tools.files import atomic_write_text
+from sevila_tools.schemas import weights_notice
 from sevila_tools.selectors import get_selector_class, options_for
 
 from ..datasets import preflight
-from ..records import atomic_write_text, is_error, latest, read_records
-from ..runner import SUMMARY_NAME, EvalConfig, EvalRun, RunOptions, run_eval
-from ..session import score_run
+from ..records import is_error, latest, read_records
+from ..runner import LOG_NAME, SUMMARY_NAME, EvalConfig, EvalRun, RunOptions, run_eval
+from ..session import RunLog, score_run
 from .config import AblationConfig, Setting, default_selectors, plan_settings
 from .report import AblationResult, AblationRow, render_csv, render_markdown, render_png
 
@@ -57,10 +59,11 @@ class AblationRun:
         self.has_gold = all(s.answer is not None for s in self.selected)
         report = preflight(self.selected, check_readable=True)
         bad = list(report.missing) + list(report.unreadable)
+        msg = report.summary(self.spec.missing_videos_hint(cfg.video_map))
         if bad and not cfg.skip_missing:
-            raise VideoError(f"{report.summary()}; pass --skip-missing to evaluate the others")
+            raise VideoError(f"{msg}; pass --skip-missing to evaluate the others")
         if bad:
-            self.say(f"warning: {report.summary()}; skipping their questions (--skip-missing)")
+            self.say(f"warning: {msg}; skipping their questions (--skip-missing)")
         self.runnable = [s for s in self.selected if s.video not in set(bad)]
 
     # ---------------------------------------------------------------- 2. selectors and settings
@@ -78,7 +81,7 @@ class AblationRun:
                 why = cls.unavailable_reason(options_for(name, flat), self.random_preset)
                 if why:
                     raise InputError(f"the {name} selector cannot run: {why}")
-        self.settings = plan_settings(self.selectors, cfg.grid, cfg.answerers)
+        self.settings = plan_settings(self.selectors, cfg.grid, cfg.answerers, flat)
 
     def check_videos(self) -> None:
         segments = list(dict.fromkeys((s.video, s.start, s.end) for s in self.runnable))
@@ -180,14 +183,17 @@ class AblationRun:
 
     # ---------------------------------------------------------------- 5. notes and files
     def notes(self) -> list[str]:
+        """The numbered notes under the table: each fact once (settings that share a note are named together)."""
         notes: list[str] = []
-        if any(r.own_rule for r in self.rows):
-            notes.append("¹ these selectors decide how many frames to read (uniform: k frames by the midpoint rule "
-                         "with n = k), so grid entries with the same k share one row.")
+        own = dict.fromkeys(r.selector for r in self.rows if r.own_rule)
+        if own:
+            rules = "; ".join(f"{name}: {get_selector_class(name).frames_rule}" for name in own)
+            notes.append(f"¹ these selectors decide how many frames to read ({rules}), so grid entries that read "
+                         "the same frames share one row.")
         for name in dict.fromkeys(r.selector for r in self.rows):
             cls = get_selector_class(name)
             if cls.needs_gold:
-                notes.append(f"{name} reads the gold answers: an upper bound, not a method ({cls.description}).")
+                notes.append(f"{name} reads the gold answers. {cls.description}")
         for name, record in self.video_checks.items():
             notes.append(f"{name}: {record.get('note', json.dumps(record, default=str))}")
         notes += [f"selector {name} not run: {why}." for name, why in self.skipped.items()]
@@ -195,12 +201,28 @@ class AblationRun:
             notes.append(f"--limit {self.cfg.limit}: scored on the first {len(self.selected)} questions only.")
         if not self.has_gold:
             notes.append("the annotations carry no gold answers: predictions only, nothing scored.")
-        if len(self.runnable) < len(self.selected):
-            notes.append(f"{len(self.selected) - len(self.runnable)} questions skipped (missing videos).")
-        notes += [f"{r.setting}: {r.note}." for r in self.rows if r.note and self.has_gold]
+        skipped = len(self.selected) - len(self.runnable)
+        if skipped:
+            notes.append(f"{skipped} of {len(self.selected)} questions skipped (missing videos): not scored.")
+        notes += self._row_notes(skipped)
         if not self.cfg.cache:
             notes.append("feature cache off (--no-cache): ViT features were recomputed for every setting.")
         return notes
+
+    def _row_notes(self, skipped: int) -> list[str]:
+        """Notes of single settings, grouped by text; those that only repeat a note above are left out."""
+        if not self.has_gold:
+            return []
+        groups: dict[str, list[str]] = {}
+        for r in self.rows:
+            if not r.note:
+                continue
+            only_skipped = "have no prediction" in r.note and r.n + skipped == r.n_total  # = the skipped videos
+            if not (only_skipped or r.note.startswith("--limit ")):
+                groups.setdefault(r.note, []).append(r.setting)
+        everyone = len(self.rows) > 1
+        return [f"{'every setting' if everyone and len(ids) == len(self.rows) else ', '.join(ids)}: {note}."
+                for note, ids in groups.items()]
 
     def finish(self) -> AblationResult:
         from sevila_tools.selectors.memo import selector_memo_stats
@@ -217,7 +239,7 @@ class AblationRun:
             vit_cache={"enabled": self.cfg.cache, "dir": self.vit_dir, **self.vit},
             selector_memo=selector_memo_stats(), video_checks=self.video_checks, notes=self.notes(),
             random_weights=random_weights,
-            notice="RANDOM WEIGHTS (tiny-random preset): metrics are meaningless" if random_weights else None,
+            notice=weights_notice(random_weights),
             config=self.cfg.model_dump(mode="json"),
         )
         files = {k: out / f"results.{ext}" for k, ext in (("markdown", "md"), ("csv", "csv"), ("json", "json"),
@@ -244,7 +266,20 @@ def run_ablation(
     run, an existing output without ``resume``/``overwrite`` or a resumed setting written with other settings;
     :class:`VideoError` for missing/unreadable videos without ``skip_missing``."""
     cfg = config if isinstance(config, AblationConfig) else AblationConfig.model_validate(config)
-    run = AblationRun(cfg, runtime, progress, console, on_status or (lambda msg: log.info("%s", msg)), on_status)
-    for step in (run.load, run.plan, run.check_videos, run.prepare_output, run.run_settings):
-        step()
-    return run.finish()
+    runlog, status = RunLog(cfg.out / LOG_NAME), on_status or (lambda msg: log.info("%s", msg))
+
+    def say(msg: str) -> None:
+        status(msg)
+        runlog.write(msg)
+
+    run = AblationRun(cfg, runtime, progress, console, say, on_status)
+    start = f"ablate {cfg.dataset}: {cfg.annotations} (videos {cfg.videos}), model {cfg.model}" + (
+        ", resume" if cfg.resume else "")
+    with runlog.capture(start, lambda: f"interrupted after {run.n_run + run.n_resumed} of "
+                        f"{len(getattr(run, 'settings', []))} settings: rerun with --resume to continue"):
+        for step in (run.load, run.plan, run.check_videos, run.prepare_output, run.run_settings):
+            step()
+        result = run.finish()
+        runlog.write(f"finished in {result.elapsed_s:.1f} s: {result.settings_run} settings run, "
+                     f"{result.settings_resumed} resumed; results in {result.files['markdown']}")
+        return result

@@ -53,16 +53,6 @@ def qvh_ground_truth(samples: Sequence[Sample]) -> list[dict[str, Any]]:
     return ground_truth(samples)
 
 
-def __getattr__(name: str) -> Any:
-    """``DATASETS`` (registered names) and ``NUM_OPTIONS`` (multiple-choice option counts), built on first use."""
-    if name == "DATASETS":
-        return available_datasets()
-    if name == "NUM_OPTIONS":
-        specs = [get_dataset(n) for n in available_datasets()]
-        return {s.name: s.num_options for s in specs if s.task == "multiple_choice"}
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 __all__ = [
     "AnnotationFile",
     "DatasetSpec",

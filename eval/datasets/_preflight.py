@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from sevila_tools.errors import VideoError
+from sevila_tools.errors import error_line
 
 from ._spec import Sample
 
@@ -21,11 +21,14 @@ class PreflightReport(BaseModel):
     total_videos: int = 0
     unreadable_reasons: dict[str, str] = Field(default_factory=dict)
 
-    def summary(self) -> str:
-        """One line: ``"N of M videos missing (first: a, b, c)"`` (+ the unreadable count when any)."""
+    def summary(self, hint: str | None = None) -> str:
+        """One line: ``"N of M videos missing (first: a, b, c)"`` (+ ``hint`` when videos are missing, + the
+        unreadable count when any). ``hint`` comes from the dataset (:meth:`DatasetSpec.missing_videos_hint`)."""
         line = f"{len(self.missing)} of {self.total_videos} videos missing"
         if self.missing:
             line += f" (first: {', '.join(self.missing[:3])})"
+            if hint:
+                line += f"; {hint}"
         if self.unreadable:
             line += f"; {len(self.unreadable)} unreadable (first: {', '.join(self.unreadable[:3])})"
         return line
@@ -55,12 +58,9 @@ def preflight(samples: Sequence[Sample], check_readable: bool = False) -> Prefli
         if probe is not None:
             try:
                 probe(Path(s.video))
-            except VideoError as exc:
+            except Exception as exc:  # a decoder crash must not abort the whole preflight either
                 good = False
-                reasons[s.video] = str(exc)
-            except Exception as exc:  # a decoder crash must not abort the whole preflight
-                good = False
-                reasons[s.video] = f"{type(exc).__name__}: {exc}"
+                reasons[s.video] = error_line(exc)
             if not good:
                 unreadable.append(s.video)
         seen[s.video] = good

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +10,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, model_validator
 
 from sevila_tools.errors import InputError
+from sevila_tools.registry import Registry
+from sevila_tools.schemas import DEFAULT_FRAMES
 
 from ._reading import AnnotationFile, FileKind, load_video_map, parse_annotation_file
 
@@ -132,6 +132,8 @@ class DatasetSpec:
         headline_column: the column of :attr:`columns` that shows the headline metric.
         video_path: rule turning a video id into a file path (:data:`VideoRule`).
         default_frames: candidate frames sampled per question by default.
+        video_map_hint: told when videos are missing and no video map was given (datasets whose files are found
+            through an id map, such as NExT-QA's VidOR folders).
     """
 
     name: str
@@ -145,7 +147,12 @@ class DatasetSpec:
     columns: tuple[str, ...]
     headline_column: str = "Acc"
     video_path: VideoRule = default_video_path
-    default_frames: int = 32
+    default_frames: int = DEFAULT_FRAMES
+    video_map_hint: str | None = None
+
+    def missing_videos_hint(self, video_map: object | None) -> str | None:
+        """What to add to a "videos missing" message of a run given ``video_map`` (None: no map was given)."""
+        return self.video_map_hint if video_map is None else None
 
     def load(
         self,
@@ -205,18 +212,12 @@ class DatasetSpec:
 
 # ---------------------------------------------------------------------------------------------- registry
 
-_REGISTRY: dict[str, DatasetSpec] = {}
-_DISCOVERED = False
-
-
-def register_dataset(spec: DatasetSpec) -> DatasetSpec:
-    """Add ``spec`` to the registry (checks the fields; a name can be registered once)."""
+def _check(spec: DatasetSpec, registered: dict[str, DatasetSpec]) -> None:
+    """Refuse a spec whose fields do not fit together (one line naming the field)."""
     from sevila_tools.prompts import get_prompt_style
 
     if not spec.name or spec.name != spec.name.strip().lower():
         raise ValueError(f"dataset name {spec.name!r} must be lower-case without spaces")
-    if spec.name in _REGISTRY and _REGISTRY[spec.name] is not spec:
-        raise ValueError(f"dataset {spec.name!r} registered twice")
     if spec.task not in TASKS:
         raise ValueError(f"dataset {spec.name}: task must be one of {TASKS}, got {spec.task!r}")
     if (spec.task == "moments") != (spec.num_options == 0) or spec.num_options < 0:
@@ -226,34 +227,32 @@ def register_dataset(spec: DatasetSpec) -> DatasetSpec:
             f"dataset {spec.name}: needs readers, default_frames >= 1 and headline_column in columns"
         )
     get_prompt_style(spec.prompt_style)
-    _REGISTRY[spec.name] = spec
-    return spec
 
 
-def _discover() -> None:
-    """Import every public module of this package once: each one registers a dataset."""
-    global _DISCOVERED
-    if _DISCOVERED:
-        return
-    _DISCOVERED = True
-    package = __name__.rsplit(".", 1)[0]
-    for info in pkgutil.iter_modules(importlib.import_module(package).__path__):
-        if not info.name.startswith("_"):
-            importlib.import_module(f"{package}.{info.name}")
+def _info(spec: DatasetSpec) -> dict[str, Any]:
+    return {"task": spec.task, "num_options": spec.num_options, "default_frames": spec.default_frames}
+
+
+#: every dataset by name, case-insensitive (this package's modules and the ``sevila_tools.datasets`` entry points);
+#: listed multiple-choice datasets first
+_REGISTRY: Registry[DatasetSpec] = Registry(
+    "dataset", "sevila_tools.datasets", package=__name__.rsplit(".", 1)[0], normalize=str.lower,
+    order=lambda s: (s.task != "multiple_choice", s.name), check=_check, info=_info,
+)
+
+
+def register_dataset(spec: DatasetSpec) -> DatasetSpec:
+    """Add ``spec`` to the registry (checks the fields; a name can be registered once)."""
+    return _REGISTRY.register(spec)
 
 
 def available_datasets() -> tuple[str, ...]:
     """Registered dataset names: multiple-choice datasets first, then the others, alphabetical within."""
-    _discover()
-    return tuple(sorted(_REGISTRY, key=lambda n: (_REGISTRY[n].task != "multiple_choice", n)))
+    return tuple(_REGISTRY.names())
 
 
 def get_dataset(name: str | DatasetSpec) -> DatasetSpec:
     """The spec registered as ``name`` (case-insensitive); one-line :class:`InputError` listing the names."""
     if isinstance(name, DatasetSpec):
         return name
-    _discover()
-    key = str(name).strip().lower()
-    if key not in _REGISTRY:
-        raise InputError(f"unknown dataset {name!r}; valid names: {', '.join(available_datasets())}")
-    return _REGISTRY[key]
+    return _REGISTRY[name]

@@ -78,5 +78,7 @@ SPEC = register_dataset(
         scorer=score_nextqa,
         headline="overall",
         columns=NEXTQA_COLUMNS,
+        video_map_hint="NExT-QA videos are found through the VidOR id map: add --video-map map_vid_vidorID.json "
+        "(it comes with the NExT-QA annotations)",
     )
 )

@@ -8,7 +8,7 @@ from pathlib import Path
 from sevila_tools.errors import InputError
 
 from ..scorers.multiple_choice import ACCURACY_COLUMNS, score_accuracy
-from ._reading import AnnotationFile, as_float, field_of, optional_answer
+from ._reading import AnnotationFile, field_of, optional_answer, split_ts
 from ._sevila_json import sevila_list_reader
 from ._spec import DatasetSpec, Reader, Sample, VideoContext, default_video_path, register_dataset
 
@@ -46,12 +46,7 @@ def _read_raw(file: AnnotationFile, spec: DatasetSpec, paths: Callable[[str, str
         events = field_of(rec, "events", where)
         if not isinstance(events, list) or len(events) != 2:
             raise InputError(f"{where}: field 'events' must be a list of 2 event texts")
-        ts = rec.get("ts")
-        start = end = None
-        if ts is not None:
-            if not isinstance(ts, (list, tuple)) or len(ts) != 2:
-                raise InputError(f"{where}: field 'ts' must be [start, end]")
-            start, end = as_float(ts[0], "ts", where), as_float(ts[1], "ts", where)
+        start, end = split_ts(rec.get("ts"), where)
         example_id = field_of(rec, "example_id", where)
         samples.append(
             Sample(

@@ -95,3 +95,25 @@ def frame_accuracy(
         "yes_frames": yes_total,
         "unit": "percent",
     }
+
+
+def single_frame_accuracy(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The official ``frameqa`` task's ``avg_acc``: the share (%) of (question, frame) pairs whose single-frame
+    answer is the gold one, pooled over every frame of every question; the oracle's own accuracy is ``agg_metrics``.
+
+    Args:
+        records: prediction lines with ``answer`` (gold index) and ``frame_predictions`` (one index per frame).
+
+    Returns:
+        ``{"avg_acc", "frames", "questions", "unit": "percent"}``; ``avg_acc`` with 2 decimals (``None`` without
+        frames).
+    """
+    frames = correct = 0
+    for r in records:
+        preds = r.get("frame_predictions")
+        if not isinstance(preds, list) or r.get("answer") is None:
+            raise InputError(f"record {r.get('qid')}: avg_acc needs answer and frame_predictions")
+        frames += len(preds)
+        correct += sum(int(int(p) == int(r["answer"])) for p in preds)
+    avg = float(f"{correct * 100.0 / frames:.2f}") if frames else None
+    return {"avg_acc": avg, "frames": frames, "questions": len(records), "unit": "percent"}

@@ -1,12 +1,10 @@
 """Answer strategies (registered plugins): how the Answerer turns a question's keyframes into one option.
 
-Every module of this package is imported on first use, so a new strategy is one new file (``docs/extending.md``).
+Every module of this package is imported on first lookup, so a new strategy is one new file; other distributions
+add strategies through the ``sevila_tools.answerers`` entry points (``docs/extending.md``).
 """
 
 from __future__ import annotations
-
-import importlib
-import pkgutil
 
 from sevila_tools.answering.base import (
     ANSWER_STRATEGIES,
@@ -16,9 +14,5 @@ from sevila_tools.answering.base import (
     get_answerer,
     register_answerer,
 )
-
-for _info in pkgutil.iter_modules(__path__):
-    if not _info.name.startswith("_") and _info.name != "base":
-        importlib.import_module(f"{__name__}.{_info.name}")
 
 __all__ = ["ANSWER_STRATEGIES", "Answer", "AnswerStrategy", "Decision", "get_answerer", "register_answerer"]

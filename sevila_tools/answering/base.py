@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from sevila_tools.errors import InputError
+from sevila_tools.registry import Registry
 
 
 @dataclass
@@ -52,21 +52,19 @@ class AnswerStrategy(ABC):
         """Keyframe features ``(B, K, L, D)`` (temporal order) -> one decision per question."""
 
 
-ANSWER_STRATEGIES: dict[str, type[AnswerStrategy]] = {}
+#: every answer strategy by name (this package's modules and the ``sevila_tools.answerers`` entry points)
+ANSWER_STRATEGIES: Registry[type[AnswerStrategy]] = Registry(
+    "answerer", "sevila_tools.answerers", package="sevila_tools.answering", skip=("base",)
+)
 
 
 def register_answerer(cls: type[AnswerStrategy]) -> type[AnswerStrategy]:
     """Class decorator adding an answer strategy to :data:`ANSWER_STRATEGIES`."""
-    if cls.name in ANSWER_STRATEGIES and ANSWER_STRATEGIES[cls.name] is not cls:
-        raise ValueError(f"answer strategy {cls.name!r} registered twice")
-    ANSWER_STRATEGIES[cls.name] = cls
-    return cls
+    return ANSWER_STRATEGIES.register(cls)
 
 
 def get_answerer(name: str | AnswerStrategy) -> AnswerStrategy:
     """An instance of the registered strategy ``name`` (one-line error listing the names)."""
     if isinstance(name, AnswerStrategy):
         return name
-    if name not in ANSWER_STRATEGIES:
-        raise InputError(f"unknown answerer {name!r}; choose one of: {', '.join(sorted(ANSWER_STRATEGIES))}")
     return ANSWER_STRATEGIES[name]()

@@ -14,6 +14,7 @@ from sevila_tools.encoding.types import EncodedVideo, FeatureStore, FrameSpec
 from sevila_tools.errors import InputError, VideoError
 from sevila_tools.timing import NullTimer, Timer
 from sevila_tools.video import SampledFrames, check_video_path, frames_at_times, read_frames, sample_frames
+from sevila_tools.video.base import check_decoder
 
 #: errors of one video that a batch run records instead of stopping
 ItemError = (VideoError, InputError)
@@ -42,7 +43,7 @@ class VideoEncoder:
         decode_workers: int = 0,
     ) -> None:
         self.runtime = runtime
-        self.decoder = decoder
+        self.decoder = check_decoder(decoder)
         self.store = store
         self.timer = timer or NullTimer()
         self.cache_random = cache_random

@@ -59,13 +59,14 @@ def vit_fingerprint(runtime: Any) -> str:
     return f"{h.hexdigest()}-{vit_dtype}-{runtime.device.type}"
 
 
-def resolve_decoder(decoder: str) -> str:
-    """``auto`` -> the reader ``auto`` picks on this machine (``decord`` when importable, else ``pyav``)."""
-    if decoder != "auto":
-        return decoder
-    from sevila_tools.video import decord_available
+def resolve_decoder(decoder: str, video: str | os.PathLike[str]) -> str:
+    """Whose frames ``decoder`` gives for ``video``: ``decord`` or ``pyav`` (never ``auto``).
 
-    return "decord" if decord_available() else "pyav"
+    ``auto`` keys as ``decord`` wherever decord reads the file exactly (auto then returns decord's frames,
+    whichever reader it runs), else as ``pyav``; so entries are shared only between equal frames."""
+    from sevila_tools.video.auto import frame_source
+
+    return frame_source(video, decoder)
 
 
 def encoding_key(spec: FrameSpec, decoder: str, vit_id: str) -> str:
@@ -78,7 +79,7 @@ def encoding_key(spec: FrameSpec, decoder: str, vit_id: str) -> str:
         f"end={spec.end}",
         f"mode={spec.mode}",
         f"seed={seed}",
-        f"decoder={resolve_decoder(decoder)}",
+        f"decoder={resolve_decoder(decoder, spec.video)}",
         "size=224",
         f"vit={vit_id}",
     ]

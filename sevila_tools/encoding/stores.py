@@ -18,6 +18,7 @@ import torch
 
 from sevila_tools.encoding.types import EncodedVideo
 from sevila_tools.video import SampledFrames
+from sevila_tools.video.base import check_decoder
 
 log = logging.getLogger("sevila_tools.encoding")
 
@@ -117,7 +118,7 @@ def _sampled(meta: dict[str, Any], frames: np.ndarray) -> SampledFrames:
         fps=float(meta["fps"]),
         num_video_frames=int(meta["num_video_frames"]),
         padded=bool(meta["padded"]),
-        decoder=str(meta["decoder"]),
+        decoder=check_decoder(str(meta["decoder"])),
     )
 
 
@@ -196,10 +197,6 @@ class DiskStore(_Counters):
     def entries(self) -> Iterable[Path]:
         """All entry files currently in the folder."""
         return sorted(self.dir.glob("*/*.safetensors")) if self.dir.is_dir() else []
-
-    def size_bytes(self) -> int:
-        """Total size of the entries on disk."""
-        return sum(p.stat().st_size for p in self.entries())
 
     def clear(self) -> int:
         """Delete every entry; returns how many were removed."""

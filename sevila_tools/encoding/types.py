@@ -15,8 +15,8 @@ class FrameSpec:
     """Which frames of which video: ``num_frames`` by SeViLA's sampling rule over ``[start, end)``.
 
     ``mode="random"`` draws one frame per segment with ``seed`` (training). ``empty_window="start_frame"``
-    samples an empty or reversed window at its start frame, as the official dataset loader does (dataset
-    runs); ``"raise"`` (default) refuses it."""
+    samples an empty or reversed window at its start frame (the official loader does so for an empty window
+    only; it walks a reversed one backwards, ``docs/video.md``); ``"raise"`` (default) refuses it."""
 
     video: str
     num_frames: int

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from types import UnionType
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from sevila_tools.errors import InputError
+from sevila_tools.registry import Registry
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -35,6 +38,7 @@ class SelectorInput:
     answer: int | None = None  # gold index; only selectors with ``needs_gold`` may read it
     loc_text: str | None = None  # the Localizer text of this question in the run's prompt style
     qa_text: str | None = None  # the Answerer text of this question in the run's prompt style
+    question_id: str | None = None  # the dataset's question id, in dataset runs
 
 
 class Selection(BaseModel):
@@ -74,23 +78,29 @@ class Selector(ABC):
     * ``name``, ``description``: registry key and one line for listings and LLM tool descriptions;
     * ``Options``: pydantic model of the options the selector reads. Option keys form one flat namespace
       shared by all selectors (``clip_model``, ``mdetr_checkpoint``, ``long_video``, ``trust_checkpoint``,
-      ``seed``...), so one CLI flag can feed every selector that declares that key;
+      ``seed``...), so one CLI flag can feed every selector that declares that key; ``SELECTOR.KEY`` reaches one
+      selector only. A field may ask for its own flag with ``json_schema_extra={"cli": {"flags": [...]}}``;
+      clashing keys or flags are refused when the selector registers;
     * ``needs_gold``: reads the gold answer (evaluation only, e.g. the oracle);
+    * ``needs_question_id``: reads the dataset's question id (dataset runs only, e.g. the ``file`` selector);
     * ``scores_candidates``: gives every candidate a score (a timeline can be drawn);
-    * ``rank``: position in tables and listings (lower first).
+    * ``rank``: position in tables and listings (lower first);
+    * ``frames_rule``: how the selector picks its own candidate count, when :meth:`num_candidates` ignores ``n``.
     """
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
     Options: ClassVar[type[BaseModel]] = NoOptions
     needs_gold: ClassVar[bool] = False
+    needs_question_id: ClassVar[bool] = False
     scores_candidates: ClassVar[bool] = False
     rank: ClassVar[int] = 100
+    frames_rule: ClassVar[str] = ""
 
     @classmethod
     def create(cls, runtime: Any, options: BaseModel) -> Selector:
         """Build from validated options (``cls.Options``); override when the constructor differs."""
-        return cls(**options.model_dump())  # type: ignore[call-arg]
+        return cls(**options.model_dump())
 
     @classmethod
     def num_candidates(cls, num_frames: int, num_keyframes: int) -> int:
@@ -108,6 +118,15 @@ class Selector(ABC):
     ) -> dict[str, Any] | None:
         """Look at a run's (video, start, end) segments before it starts: a record of what the selector will do
         with them (kept in the run's results), or a one-line :class:`InputError` when it cannot handle them."""
+        return None
+
+    @classmethod
+    def check_questions(
+        cls, dataset: str, questions: list[tuple[str, str]], k: int, options: dict[str, Any]
+    ) -> None:
+        """Look at a dataset run's questions, ``(question id, video id)`` pairs, before any model loads; raise a
+        one-line :class:`InputError` when the selector cannot serve them (the ``file`` selector checks that its
+        file covers them)."""
         return None
 
     @abstractmethod
@@ -131,33 +150,98 @@ class Selector(ABC):
         return answer
 
 
-REGISTRY: dict[str, type[Selector]] = {}
+def option_kind(info: Any) -> str:
+    """The value kind of an option field (``str``, ``int``, ``float``, ``bool``...), ``Literal``/``Optional`` unwrapped."""
+    ann = info.annotation
+    args = [a for a in get_args(ann) if a is not type(None)] if get_origin(ann) in (Union, UnionType) else [ann]
+    kinds = {type(v).__name__ for a in args for v in get_args(a)} if all(get_origin(a) is Literal for a in args) \
+        else {getattr(a, "__name__", str(a)) for a in args}
+    return "|".join(sorted(kinds))
+
+
+def cli_flags(info: Any) -> list[str]:
+    """The command-line flags an option field asks for (``json_schema_extra={"cli": {"flags": [...]}}``)."""
+    extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+    return list((extra.get("cli") or {}).get("flags") or [])
+
+
+def _check_options(cls: type[Selector], registered: dict[str, type[Selector]]) -> None:
+    """Option keys form one namespace: a key shared with another selector must hold the same kind of value and
+    ask for the same flags, and a flag names one key only (``SELECTOR.KEY`` reaches one selector's key)."""
+    mine = cls.Options.model_fields
+    for key in mine:
+        if not key.isidentifier():
+            raise ValueError(f"selector {cls.name!r}: option {key!r} must be a Python identifier")
+    for other in registered.values():
+        if other is cls:
+            continue
+        theirs = other.Options.model_fields
+        for key, info in mine.items():
+            if key in theirs and (option_kind(info), cli_flags(info)) != (option_kind(theirs[key]), cli_flags(theirs[key])):
+                raise ValueError(
+                    f"selector {cls.name!r}: option {key!r} ({option_kind(info)}, flags {cli_flags(info)}) clashes "
+                    f"with the same option of selector {other.name!r} ({option_kind(theirs[key])}, flags "
+                    f"{cli_flags(theirs[key])}); give it another name, e.g. {cls.name}_{key}"
+                )
+            for okey, oinfo in theirs.items():
+                taken = set(cli_flags(info)) & set(cli_flags(oinfo))
+                if okey != key and taken:
+                    raise ValueError(
+                        f"selector {cls.name!r}: flag {sorted(taken)[0]} of option {key!r} is already the flag of "
+                        f"option {okey!r} of selector {other.name!r}"
+                    )
+
+
+def _selector_info(cls: type[Selector]) -> dict[str, Any]:
+    return {
+        "needs_gold": cls.needs_gold,
+        "scores_candidates": cls.scores_candidates,
+        "rank": cls.rank,
+        "options": {k: {"default": f.default, "description": f.description or ""}
+                    for k, f in cls.Options.model_fields.items()},
+    }
+
+
+#: every keyframe selector by name (this package's modules and the ``sevila_tools.selectors`` entry points)
+REGISTRY: Registry[type[Selector]] = Registry(
+    "selector", "sevila_tools.selectors", package="sevila_tools.selectors", skip=("base",),
+    order=lambda c: (c.rank, c.name), check=_check_options, info=_selector_info,
+)
 
 
 def register(cls: type[Selector]) -> type[Selector]:
     """Class decorator adding a selector to :data:`REGISTRY` under ``cls.name``."""
-    if cls.name in REGISTRY and REGISTRY[cls.name] is not cls:
-        raise ValueError(f"selector name {cls.name!r} registered twice")
-    REGISTRY[cls.name] = cls
-    return cls
+    return REGISTRY.register(cls)
 
 
 def available_selectors() -> list[str]:
-    """Names of all registered selectors."""
-    return sorted(REGISTRY)
+    """Names of all registered selectors (alphabetical)."""
+    return sorted(REGISTRY.names())
 
 
 def get_selector_class(name: str) -> type[Selector]:
     """Look up a selector class by name, with a one-line error listing the valid names."""
-    if name not in REGISTRY:
-        raise InputError(f"unknown selector {name!r}; choose one of: {', '.join(available_selectors())}")
     return REGISTRY[name]
+
+
+def check_choice(value: str, choices: Sequence[str], what: str) -> str:
+    """``value`` when it is one of ``choices``, else one line naming ``what`` and the choices."""
+    if value not in choices:
+        raise InputError(f"unknown {what} {value!r}; choose one of: {', '.join(choices)}")
+    return value
+
+
+def check_keyframes(k: int, num_candidates: int | None = None) -> None:
+    """One line for a keyframe count a selector cannot give: below 1, or above its ``num_candidates``."""
+    if k < 1:
+        raise InputError(f"k must be >= 1 (got {k})")
+    if num_candidates is not None and k > num_candidates:
+        raise InputError(f"cannot select {k} keyframes from {num_candidates} candidate frames")
 
 
 def topk_sorted(scores: list[float], k: int) -> list[int]:
     """Positions of the ``k`` highest scores (ties -> lower position first), returned in ascending order."""
-    if k > len(scores):
-        raise InputError(f"cannot select {k} keyframes from {len(scores)} candidate frames")
+    check_keyframes(k, len(scores))
     order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
     return sorted(order[:k])
 

@@ -20,6 +20,8 @@ from sevila_tools.selectors.base import (
     Selection,
     Selector,
     SelectorInput,
+    check_choice,
+    check_keyframes,
     register,
     selection_from_positions,
     topk_sorted,
@@ -30,6 +32,7 @@ from sevila_tools.selectors.clip_models import (
     CLIP_STD,
     DEFAULT_CLIP_MODEL,
     TINY_CLIP_NAME,
+    LazyCLIP,
     build_tiny_clip,
     clip_pixel_values,
     clip_tokenizer_from_bpe,
@@ -84,6 +87,7 @@ class CLIPOptions(BaseModel):
         default=None,
         description="CLIP hub id or from_pretrained folder (default openai/clip-vit-base-patch32; "
         "tiny random CLIP with random-weight runtimes).",
+        json_schema_extra={"cli": {"flags": ["--clip-model"], "metavar": "ID"}},
     )
     text_mode: Literal["question_options", "sevila_prompt", "question_only"] = Field(
         default="question_options", description="Which text is compared with the frames."
@@ -141,12 +145,6 @@ def _per_option_texts(question: str, options: Sequence[str], text_mode: str) -> 
     return [f"{question} {o}" for o in options]
 
 
-def _check_choice(value: str, choices: Sequence[str], what: str) -> str:
-    if value not in choices:
-        raise InputError(f"unknown {what} {value!r}; choose one of: {', '.join(choices)}")
-    return value
-
-
 @register
 class CLIPSelector(Selector):
     """Rank candidates by CLIP image-text cosine similarity (``docs/selectors.md``).
@@ -185,24 +183,16 @@ class CLIPSelector(Selector):
         feature_cache: dict | None = None,
         model_name: str | None = None,
     ) -> None:
-        self.text_mode = _check_choice(text_mode, TEXT_MODES, "CLIP text_mode")
-        self.long_text = _check_choice(long_text, LONG_TEXT_MODES, "CLIP long_text mode")
-        self.pixels = _check_choice(pixels, PIXEL_MODES, "CLIP pixels mode")
+        self.text_mode = check_choice(text_mode, TEXT_MODES, "CLIP text_mode")
+        self.long_text = check_choice(long_text, LONG_TEXT_MODES, "CLIP long_text mode")
+        self.pixels = check_choice(pixels, PIXEL_MODES, "CLIP pixels mode")
         if batch_size < 1:
             raise InputError("batch_size must be >= 1")
         self.device = torch.device(device)
         self.batch_size = batch_size
         self.feature_cache = feature_cache
-        if model is None or isinstance(model, (str, Path)):
-            self.model_name = str(model or DEFAULT_CLIP_MODEL)
-            self._model = None
-        else:
-            if tokenizer is None:
-                raise InputError("CLIPSelector: pass the tokenizer that matches the given CLIP model")
-            name = getattr(getattr(model, "config", None), "_name_or_path", "") or type(model).__name__
-            self.model_name = str(model_name or name)
-            self._model = model.to(self.device).eval()
-        self._tokenizer = tokenizer
+        self._clip = LazyCLIP(model, tokenizer, self.device, model_name, "CLIPSelector")
+        self.truncated_texts = 0  # texts cut at CLIP's token limit so far (the warning is shown for the first)
 
     @staticmethod
     def clip_arguments(runtime: Any, options: CLIPOptions) -> dict[str, Any]:
@@ -218,21 +208,19 @@ class CLIPSelector(Selector):
 
     # -- model access -------------------------------------------------------------------------------------
     @property
+    def model_name(self) -> str:
+        """The CLIP model's label in records and fingerprints."""
+        return self._clip.name
+
+    @property
     def model(self) -> Any:
         """The CLIP model (loaded on first use when an id was given, shared by every selector in the process)."""
-        if self._model is None:
-            model, tok = shared_clip(self.model_name, self.device)
-            self._model = model
-            if self._tokenizer is None:
-                self._tokenizer = tok
-        return self._model
+        return self._clip.model
 
     @property
     def tokenizer(self) -> Any:
         """The CLIP tokenizer (loaded with the model when an id was given)."""
-        if self._tokenizer is None:
-            _ = self.model
-        return self._tokenizer
+        return self._clip.tokenizer
 
     @property
     def max_length(self) -> int:
@@ -254,16 +242,9 @@ class CLIPSelector(Selector):
         return {"selector": self.name, **self.config(), "model": clip_fingerprint(self.model_name)}
 
     # -- images -------------------------------------------------------------------------------------------
-    @torch.no_grad()
     def image_embeddings(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """L2-normalised projected image embeddings ``(n, d)`` (float32, CPU) for CLIP ``pixel_values``."""
-        model = self.model
-        dtype = next(model.parameters()).dtype
-        outs = []
-        for i in range(0, pixel_values.shape[0], self.batch_size):
-            batch = pixel_values[i : i + self.batch_size].to(self.device, dtype)
-            outs.append(embedding_tensor(model.get_image_features(pixel_values=batch)).float().cpu())
-        return F.normalize(torch.cat(outs), dim=-1)
+        return self._clip.image_embeddings(pixel_values.split(self.batch_size))
 
     def candidate_pixels(self, inp: SelectorInput) -> torch.Tensor:
         """CLIP ``pixel_values`` of the candidates for the configured ``pixels`` mode."""
@@ -275,11 +256,7 @@ class CLIPSelector(Selector):
         from sevila_tools.video import read_frames
 
         frames, _ = read_frames(inp.video, [int(i) for i in cand.indices], decoder=cand.decoder, size=None)
-        return clip_pixel_values(frames, size=self._image_size())
-
-    def _image_size(self) -> int:
-        cfg = getattr(self.model.config, "vision_config", None)
-        return int(getattr(cfg, "image_size", 224) or 224)
+        return clip_pixel_values(frames, size=self._clip.image_size)
 
     def feature_key(self, inp: SelectorInput) -> Hashable:
         """Key of the candidates' embeddings: model identity, pixel mode, video file identity, decoder and
@@ -350,7 +327,7 @@ class CLIPSelector(Selector):
         truncated = [c > limit for c in counts]
         for t, c, tr in zip(texts, counts, truncated, strict=True):
             if tr:
-                logger.warning("CLIP text truncated from %d to %d tokens: %.80r", c, limit, t)
+                self._warn_cut(t, c, limit)
         emb = self._embed_texts(texts)
         if emb.shape[0] > 1:
             emb = F.normalize(emb.mean(dim=0, keepdim=True), dim=-1)
@@ -362,6 +339,13 @@ class CLIPSelector(Selector):
             full_text_tokens=n_tokens,
         )
         return emb[0], info
+
+    def _warn_cut(self, text: str, count: int, limit: int) -> None:
+        """Count a cut text; warn on the first only (a dataset run would otherwise print one line per question)."""
+        self.truncated_texts += 1
+        level = logging.WARNING if self.truncated_texts == 1 else logging.DEBUG
+        logger.log(level, "CLIP reads at most %d tokens: a text of %d tokens was cut to fit (shown once; each "
+                   "selection records whether its text was cut): %.60s...", limit, count, text)
 
     # -- scoring ------------------------------------------------------------------------------------------
     def score(
@@ -384,8 +368,7 @@ class CLIPSelector(Selector):
         n = len(inp.candidates.indices)
         if image_embeds.shape[0] != n:
             raise InputError(f"got {image_embeds.shape[0]} frame embeddings for {n} candidates")
-        if k < 1:
-            raise InputError(f"k must be >= 1 (got {k})")
+        check_keyframes(k)
         scores, info = self.score(image_embeds, inp.question, inp.options, self.prompt_text(inp))
         positions = topk_sorted(scores, k)
         extra = {**info, "pixels": self.pixels, "model": self.model_name, "score": "cosine"}
@@ -393,8 +376,5 @@ class CLIPSelector(Selector):
 
     def select(self, inp: SelectorInput, k: int) -> Selection:
         """Top-``k`` candidates by cosine similarity, returned in temporal order."""
-        if k > len(inp.candidates.indices):
-            raise InputError(
-                f"cannot select {k} keyframes from {len(inp.candidates.indices)} candidate frames"
-            )
+        check_keyframes(k, len(inp.candidates.indices))
         return self.select_with_embeddings(inp, k, self.frame_embeddings(inp))

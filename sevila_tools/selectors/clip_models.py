@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sevila_tools.errors import InputError, ModelLoadError
+from sevila_tools.errors import InputError, ModelLoadError, first_line
 from sevila_tools.selectors.memo import shared_model
 
 DEFAULT_CLIP_MODEL = "openai/clip-vit-base-patch32"
@@ -26,6 +27,7 @@ __all__ = [
     "CLIP_MEAN",
     "CLIP_STD",
     "DEFAULT_CLIP_MODEL",
+    "LazyCLIP",
     "TINY_CLIP_NAME",
     "build_tiny_clip",
     "clip_pixel_values",
@@ -145,7 +147,8 @@ def clip_tokenizer_from_bpe(path: str | Path, model_max_length: int = CLIP_CONTE
     vocab_list += ["".join(m) for m in merges]
     vocab_list += ["<|startoftext|>", "<|endoftext|>"]
     vocab = {tok: i for i, tok in enumerate(vocab_list)}
-    tok = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=model_max_length)
+    # the tokenizers backend takes the merges as pairs (its annotation names only strings)
+    tok = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=model_max_length)  # type: ignore[arg-type]
     if tok.bos_token_id != 49406 or tok.eos_token_id != 49407 or len(tok) != 49408:
         raise ModelLoadError("CLIP tokenizer construction failed (unexpected special-token ids)")
     return tok
@@ -208,32 +211,14 @@ def build_tiny_clip(seed: int = 0) -> tuple[Any, Any, dict[str, Any]]:
     """
     from transformers import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPVisionConfig
 
-    text = CLIPTextConfig(
-        vocab_size=1000,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        max_position_embeddings=CLIP_CONTEXT_LENGTH,
-        bos_token_id=0,
-        eos_token_id=1,
-        pad_token_id=1,
-    )
-    vision = CLIPVisionConfig(
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        image_size=224,
-        patch_size=32,
-    )
+    tower: dict[str, Any] = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4}
+    text = CLIPTextConfig(vocab_size=1000, max_position_embeddings=CLIP_CONTEXT_LENGTH, bos_token_id=0,
+                          eos_token_id=1, pad_token_id=1, **tower)
+    vision = CLIPVisionConfig(image_size=224, patch_size=32, **tower)
     config = CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=32)
-    state = torch.random.get_rng_state()
-    try:
+    with torch.random.fork_rng(devices=[]):  # seeded without disturbing the caller's random numbers
         torch.manual_seed(seed)
         model = CLIPModel(config)
-    finally:
-        torch.random.set_rng_state(state)
     processor_cfg = {
         "shortest_edge": 224,
         "crop_size": 224,
@@ -249,11 +234,6 @@ def _offline() -> bool:
         os.environ.get(v, "").lower() in ("1", "true", "yes", "on")
         for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
     )
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 def load_clip(
@@ -283,8 +263,8 @@ def load_clip(
                 f"cannot load CLIP model {name!r}: not a local directory and not in the local Hugging Face "
                 "cache (offline mode, HF_HUB_OFFLINE=1); download it beforehand or pass a local folder"
             ) from None
-        raise ModelLoadError(f"cannot load CLIP model {name!r}: {_first_line(exc)}") from None
-    return model.to(device).eval(), tokenizer
+        raise ModelLoadError(f"cannot load CLIP model {name!r}: {first_line(exc)}") from None
+    return model.to(device).eval(), tokenizer  # type: ignore[arg-type]  # transformers types .to() oddly
 
 
 def _clip_key(name: str) -> str:
@@ -305,3 +285,53 @@ def shared_clip(name: str | Path | None, device: str | torch.device = "cpu") -> 
 
         return shared_model(("clip", TINY_CLIP_NAME, 0, str(dev)), tiny)
     return shared_model(("clip", _clip_key(name), str(dev)), lambda: load_clip(name, dev))
+
+
+class LazyCLIP:
+    """A selector's CLIP model: named by id or folder (None: the default), loaded on first use and shared by every
+    selector of the process; or given as an object together with its tokenizer. ``name`` labels it in records."""
+
+    def __init__(
+        self, model: Any, tokenizer: Any, device: torch.device, label: str | None = None, owner: str = "selector"
+    ) -> None:
+        self.device = device
+        self._tokenizer = tokenizer
+        if model is None or isinstance(model, (str, Path)):
+            self.name, self._model = str(model or DEFAULT_CLIP_MODEL), None
+            return
+        if tokenizer is None:
+            raise InputError(f"{owner}: pass the tokenizer that matches the given CLIP model")
+        config = getattr(model, "config", None)
+        self.name = str(label or getattr(config, "_name_or_path", "") or type(model).__name__)
+        self._model = model.to(device).eval()
+
+    @property
+    def model(self) -> Any:
+        """The CLIP model (loaded on first use when a name was given)."""
+        if self._model is None:
+            self._model, tok = shared_clip(self.name, self.device)
+            if self._tokenizer is None:
+                self._tokenizer = tok
+        return self._model
+
+    @property
+    def tokenizer(self) -> Any:
+        """The CLIP tokenizer (loaded with the model when a name was given)."""
+        if self._tokenizer is None:
+            _ = self.model
+        return self._tokenizer
+
+    @property
+    def image_size(self) -> int:
+        """The vision tower's input size (224 for CLIP)."""
+        cfg = getattr(self.model.config, "vision_config", None)
+        return int(getattr(cfg, "image_size", 224) or 224)
+
+    @torch.no_grad()
+    def image_embeddings(self, batches: Iterable[torch.Tensor], eps: float = 1e-12) -> torch.Tensor:
+        """L2-normalised projected image embeddings ``(n, d)`` (float32, CPU) of batches of CLIP pixel values."""
+        model = self.model
+        dtype = next(model.parameters()).dtype
+        outs = [embedding_tensor(model.get_image_features(pixel_values=b.to(self.device, dtype))).float().cpu()
+                for b in batches]
+        return F.normalize(torch.cat(outs), dim=-1, eps=eps)

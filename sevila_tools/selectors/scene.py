@@ -13,7 +13,14 @@ import torch.nn.functional as F
 from pydantic import BaseModel, Field
 
 from sevila_tools.errors import InputError
-from sevila_tools.selectors.base import Selection, Selector, SelectorInput, register, selection_from_positions
+from sevila_tools.selectors.base import (
+    Selection,
+    Selector,
+    SelectorInput,
+    check_keyframes,
+    register,
+    selection_from_positions,
+)
 from sevila_tools.selectors.clip import CLIPOptions, CLIPSelector
 
 __all__ = ["SceneOptions", "SceneSelector", "scene_segments", "select_per_segment"]
@@ -61,8 +68,7 @@ def scene_segments(
 
 def select_per_segment(relevance: Sequence[float], segments: Sequence[tuple[int, int]], k: int) -> list[int]:
     """Best frame per segment (segments ranked by that score), then global fill; returns sorted positions."""
-    if k > len(relevance):
-        raise InputError(f"cannot select {k} keyframes from {len(relevance)} candidate frames")
+    check_keyframes(k, len(relevance))
     best = []
     for j, (a, b) in enumerate(segments):
         pos = max(range(a, b), key=lambda p: (relevance[p], -p))
@@ -80,9 +86,9 @@ class SceneSelector(Selector):
     """One question-relevant frame per CLIP-similarity segment (``docs/selectors.md``).
 
     Args:
-        model, tokenizer, text_mode, long_text, pixels, device, feature_cache, model_name: as for
-            :class:`~sevila_tools.selectors.clip.CLIPSelector` (defaults ``openai/clip-vit-base-patch32``,
-            ``question_options``, ``truncate``, ``native_crop``).
+        model, tokenizer and the keyword arguments not listed here (``text_mode``, ``long_text``, ``pixels``,
+            ``device``, ``batch_size``, ``feature_cache``, ``model_name``): as for
+            :class:`~sevila_tools.selectors.clip.CLIPSelector`.
         threshold: fixed boundary threshold on adjacent cosine similarity (default None = adaptive).
         z: adaptive threshold ``mean - z * std`` (default 1.0).
         max_similarity: upper bound of the adaptive threshold (default 0.999).
@@ -101,26 +107,12 @@ class SceneSelector(Selector):
         model: Any | str | None = None,
         tokenizer: Any | None = None,
         *,
-        text_mode: str = "question_options",
-        long_text: str = "truncate",
-        pixels: str = "native_crop",
         threshold: float | None = None,
         z: float = 1.0,
         max_similarity: float = 0.999,
-        device: str | torch.device = "cpu",
-        feature_cache: dict | None = None,
-        model_name: str | None = None,
+        **clip: Any,
     ) -> None:
-        self.clip = CLIPSelector(
-            model,
-            tokenizer,
-            text_mode=text_mode,
-            long_text=long_text,
-            pixels=pixels,
-            device=device,
-            feature_cache=feature_cache,
-            model_name=model_name,
-        )
+        self.clip = CLIPSelector(model, tokenizer, **clip)
         if threshold is not None and not -1.0 <= threshold <= 1.0:
             raise InputError(f"scene threshold must be a cosine similarity in [-1, 1] (got {threshold})")
         self.threshold = threshold
@@ -158,8 +150,7 @@ class SceneSelector(Selector):
 
     def select_with_embeddings(self, inp: SelectorInput, k: int, image_embeds: torch.Tensor) -> Selection:
         """:meth:`select` with precomputed candidate embeddings."""
-        if k < 1:
-            raise InputError(f"k must be >= 1 (got {k})")
+        check_keyframes(k)
         relevance, info = self.clip.score(image_embeds, inp.question, inp.options, self.clip.prompt_text(inp))
         segments, sims, thr = scene_segments(image_embeds, self.threshold, self.z, self.max_similarity)
         positions = select_per_segment(relevance, segments, k)
@@ -178,8 +169,5 @@ class SceneSelector(Selector):
 
     def select(self, inp: SelectorInput, k: int) -> Selection:
         """``k`` frames spread over visual segments, sorted by time."""
-        if k > len(inp.candidates.indices):
-            raise InputError(
-                f"cannot select {k} keyframes from {len(inp.candidates.indices)} candidate frames"
-            )
+        check_keyframes(k, len(inp.candidates.indices))
         return self.select_with_embeddings(inp, k, self.clip.frame_embeddings(inp))

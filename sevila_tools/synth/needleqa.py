@@ -11,7 +11,7 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -179,6 +179,20 @@ def write_annotations(out: Path, split: str, rows: list[dict[str, Any]], spans: 
     writer.writerows(rows)
     _write_text(out / "annotations" / f"{split}.csv", buf.getvalue())
     _write_text(out / "annotations" / f"spans_{split}.jsonl", "".join(json.dumps(s) + "\n" for s in spans))
+
+
+class SynthConfig(NeedleQAConfig):
+    """``sevila synth GENERATOR``: the generator's name and its options (today: needleqa)."""
+
+    generator: Literal["needleqa"] = Field(description="What to generate: needleqa.",
+                                           json_schema_extra=_cli(argument=True, metavar="GENERATOR"))
+
+
+def run_synth(cfg: SynthConfig, *, progress: bool = True,
+              on_status: Callable[[str], None] | None = None) -> NeedleQASummary:
+    """Run the generator ``cfg.generator`` names."""
+    return run_needleqa(NeedleQAConfig(**cfg.model_dump(exclude={"generator"})), progress=progress,
+                        on_status=on_status)
 
 
 def run_needleqa(cfg: NeedleQAConfig, *, progress: bool = True,

@@ -1,9 +1,7 @@
-"""Training checkpoints: atomic 0644 writes, reading back, RNG states, the resume check, file hashes."""
+"""Training checkpoints: atomic writes, reading back, RNG states, the resume check, provenance."""
 
 from __future__ import annotations
 
-import hashlib
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,13 +11,14 @@ import torch
 from torch import nn
 
 from sevila_tools.checkpoint import TOOLKIT_FORMAT
-from sevila_tools.errors import CheckpointError, InputError
+from sevila_tools.errors import CheckpointError, InputError, error_line
+from sevila_tools.files import atomic_write
 from sevila_tools.modeling import branch_of_key
+from sevila_tools.provenance import file_sha256
 
 CHECKPOINT_NAME = "checkpoint.pth"
 BEST_NAME = "checkpoint_best.pth"
 CHECKPOINT_FORMAT_VERSION = 2
-FILE_MODE = 0o644
 
 
 def branch_state_dict(model: nn.Module, branches: Sequence[str]) -> dict[str, torch.Tensor]:
@@ -31,30 +30,9 @@ def branch_state_dict(model: nn.Module, branches: Sequence[str]) -> dict[str, to
     }
 
 
-def _atomic(path: Path, write: Any) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
-
-
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
     """``torch.save`` to a temporary file in the same folder, fsync, mode 0644, then rename over ``path``."""
-    return _atomic(Path(path), lambda f: torch.save(obj, f))
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write a text file atomically with mode 0644."""
-    return _atomic(Path(path), lambda f: f.write(text.encode("utf-8")))
+    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def read_training_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -65,19 +43,10 @@ def read_training_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - one-line user error
-        raise CheckpointError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}") from exc
+        raise CheckpointError(f"cannot read checkpoint {path}: {error_line(exc)}") from exc
     if not isinstance(obj, dict) or obj.get("format") != TOOLKIT_FORMAT or "hparams" not in obj:
         raise CheckpointError(f"{path} is not a training checkpoint written by sevila_tools")
     return obj
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
-    """Hex SHA-256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def local_checkpoint_path(spec: str | None) -> Path | None:
@@ -99,7 +68,7 @@ def local_checkpoint_path(spec: str | None) -> Path | None:
 def provenance(spec: str | None) -> dict[str, Any]:
     """``{"given", "path", "sha256"}`` of a checkpoint (path and hash when the file is on this machine)."""
     path = local_checkpoint_path(spec)
-    return {"given": spec, "path": str(path) if path else None, "sha256": sha256_file(path) if path else None}
+    return {"given": spec, "path": str(path) if path else None, "sha256": file_sha256(path) if path else None}
 
 
 def rng_state() -> dict[str, Any]:

@@ -13,14 +13,16 @@ from sevila_tools.errors import InputError
 
 RECIPE_PACKAGE = "sevila_tools.recipes"
 #: recipe keys that are not hyper-parameters
-RECIPE_META = ("official", "source")
+RECIPE_META = ("official", "source", "sources")
 #: hyper-parameters that may change between a run and its resumption
 RESUME_EXEMPT = frozenset({"save_every", "decoder", "val_batch_size"})
 
 
 def _opt(default: Any, help: str, flag: str | None = None, short: str | None = None, **kw: Any) -> Any:
-    extra = {"flag": flag, "short": short}
-    return Field(default, description=help, json_schema_extra={k: v for k, v in extra.items() if v}, **kw)
+    """A hyper-parameter field; ``flag``/``short`` become its CLI flags (``cli.flags``, default ``--field-name``)."""
+    flags = [f for f in (flag, short) if f]
+    extra = {"cli": {"flags": flags}} if flags else None
+    return Field(default, description=help, json_schema_extra=extra, **kw)
 
 
 class TrainConfig(BaseModel):
@@ -34,7 +36,7 @@ class TrainConfig(BaseModel):
     task: str = Field(description="Registered training task (pretrain, refine, finetune).")
     dataset: str = Field(description="Dataset name.")
     recipe: str | None = Field(None, description="Recipe the values came from.")
-    prompts: str = _opt("default", "Prompt style: default, next_event, query_relevance.")
+    prompts: str = _opt("default", "Prompt style (default: the dataset's).")
     epochs: int = _opt(10, "Epochs.", ge=1)
     batch_size: int = _opt(16, "Questions per iteration and process.", ge=1)
     global_batch: int | None = _opt(
@@ -60,8 +62,9 @@ class TrainConfig(BaseModel):
     val_frames: int = _opt(32, "Uniform candidate frames per validation question.", ge=1, le=256)
     val_batch_size: int = _opt(8, "Validation questions per forward batch.", ge=1)
     seed: int = _opt(42, "Seed of data order, frame draws, crops and dropout.")
-    init: Literal["checkpoint", "answerer-copy"] = _opt(
-        "checkpoint", "Localizer start: the loaded one, or a copy of the answerer Q-Former."
+    init: Literal["base", "checkpoint", "answerer-copy"] = _opt(
+        "base",
+        "Localizer start: base (BLIP-2's Q-Former, official), checkpoint (as loaded) or answerer-copy.",
     )
     augment: bool = _opt(True, "RandomResizedCrop(224, 0.5-1, bicubic), one crop per clip.")
     frozen_dropout: bool = _opt(True, "Dropout on in the frozen Answerer/Localizer passes (official).")
@@ -160,22 +163,22 @@ def read_recipe(name_or_path: str | Path) -> tuple[str, dict[str, Any]]:
 
 
 def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
-    """``["lr=3e-5", "epochs=2"]`` -> ``{"lr": 3e-05, "epochs": 2}`` (values parsed as YAML scalars)."""
-    out: dict[str, Any] = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep or not key:
-            raise InputError(f"expected key=value, got {pair!r}")
-        try:
-            out[key] = yaml.safe_load(value) if value.strip() else None
-        except yaml.YAMLError:
-            out[key] = value
+    """``["lr=3e-5", "epochs=2"]`` -> ``{"lr": 3e-05, "epochs": 2}`` (JSON values, else text), typed and checked."""
+    from sevila_tools.schemas import parse_pairs
+
+    return typed_overrides(parse_pairs(pairs, "a hyper-parameter"))
+
+
+def typed_overrides(values: dict[str, Any]) -> dict[str, Any]:
+    """Hyper-parameter overrides checked and typed by :class:`TrainConfig` (``STAGE.KEY`` names allowed)."""
     fields = hyper_parameters()
+    out = {str(k).replace("-", "_"): v for k, v in values.items()}
     unknown = [k for k in out if k.split(".")[-1] not in fields]
     if unknown:
         raise _unknown(unknown)
     for key, value in out.items():
+        if value is None:
+            continue
         try:
             out[key] = TypeAdapter(fields[key.split(".")[-1]].annotation).validate_python(value)
         except ValidationError as exc:
@@ -198,6 +201,7 @@ def resolve_config(
     values.setdefault("prompts", get_dataset(dataset).prompt_style)
     official = dict(values.pop("official", None) or {})
     values.pop("source", None)
+    values.pop("sources", None)
     for key, want in (("task", task), ("dataset", dataset)):
         if values.setdefault(key, want) != want:
             raise InputError(f"recipe {name} is for {key} {values[key]!r}, not {want!r}")

@@ -92,11 +92,6 @@ def labels_for_epoch(sets: Sequence[LabelSet], epoch: int) -> LabelSet:
     return sets[epoch % len(sets)]
 
 
-def label_epochs(labels: Mapping[str, Sequence[LabelSet]]) -> int:
-    """How many distinct label sets per question a file holds (the fewest over its questions)."""
-    return min(len(v) for v in labels.values()) if labels else 0
-
-
 def summarize_labels(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Positive rate overall and per question type of pseudo-label records."""
     by: dict[str, list[int]] = {}

@@ -12,8 +12,10 @@ import numpy as np
 import torch
 
 from sevila_tools.errors import InputError
+from sevila_tools.files import atomic_write_text
+from sevila_tools.pipeline import pseudo_labels_of
 from sevila_tools.training.accel import gather, make_accelerator
-from sevila_tools.training.checkpoints import atomic_write_text, provenance
+from sevila_tools.training.checkpoints import provenance
 from sevila_tools.training.config import TrainConfig
 from sevila_tools.training.data import DataReport, DrawSpec, Item, load_item
 from sevila_tools.training.frozen import build_pipeline, encoded_of, frozen_pass, query_of
@@ -76,7 +78,7 @@ def _record(s: Any, item: Item, epoch: int, cfg: TrainConfig, preds: list[int]) 
         "times": [float(t) for t in fr.timestamps],
         "fps": fr.fps,
         "predictions": preds,
-        "labels": ["yes" if p == s.answer else "no" for p in preds],
+        "labels": pseudo_labels_of(preds, s.answer),
         "augment": cfg.augment,
         "frozen_dropout": cfg.frozen_dropout,
     }

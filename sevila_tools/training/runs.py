@@ -4,37 +4,21 @@ from __future__ import annotations
 
 import json
 import logging
-import platform
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
+from pydantic import BaseModel, Field
 
-from sevila_tools.training.checkpoints import FILE_MODE, atomic_write_text
+from sevila_tools.files import FILE_MODE, atomic_write_text
+from sevila_tools.provenance import gpu_name, versions
 
 log = logging.getLogger("sevila_tools.training")
 
 METRICS_NAME = "metrics.jsonl"
 SUMMARY_NAME = "summary.json"
 LOG_NAME = "train.log"
-
-
-def versions() -> dict[str, str]:
-    """Versions of the toolkit, Python, torch, transformers and the GPU name."""
-    import transformers
-
-    from sevila_tools import __version__
-
-    return {
-        "sevila_tools": __version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
-    }
 
 
 class RunLog:
@@ -93,38 +77,46 @@ def epoch_losses(rows: list[dict[str, Any]]) -> list[float]:
     return [sum(v) / len(v) for _, v in sorted(per.items())]
 
 
-@dataclass
-class TrainResult:
-    """What a training run did (also written to ``OUT/summary.json``)."""
+class TrainResult(BaseModel):
+    """What a training run did (what ``--json`` prints; ``OUT/summary.json`` adds the command and versions)."""
 
-    task: str
-    out_dir: str
-    checkpoint: str
-    weights: str
-    complete: bool
-    epochs_completed: int
-    steps: int
-    epoch_losses: list[float] = field(default_factory=list)
-    first_loss: float | None = None
-    last_loss: float | None = None
-    validation: list[dict[str, Any]] = field(default_factory=list)
-    best: dict[str, Any] | None = None
-    final_validation: dict[str, Any] | None = None
-    batch: dict[str, Any] = field(default_factory=dict)
-    data: dict[str, Any] = field(default_factory=dict)
-    sources: dict[str, str] = field(default_factory=dict)
-    provenance: dict[str, Any] = field(default_factory=dict)
-    deviations: list[dict[str, Any]] = field(default_factory=list)
-    hparams: dict[str, Any] = field(default_factory=dict)
+    task: str = Field(description="The training task.")
+    out_dir: str = Field(description="The run folder.")
+    checkpoint: str = Field(description="checkpoint.pth: last weights and the state to resume from.")
+    weights: str = Field(description="The weights to use next: the best epoch's when validated, else the last.")
+    complete: bool = Field(description="Every epoch ran.")
+    epochs_completed: int = Field(description="Finished epochs.")
+    steps: int = Field(description="Optimizer steps taken.")
+    epoch_losses: list[float] = Field(default_factory=list, description="Mean step loss of every epoch.")
+    first_loss: float | None = Field(None, description="Loss of the first optimizer step.")
+    last_loss: float | None = Field(None, description="Loss of the last optimizer step.")
+    validation: list[dict[str, Any]] = Field(default_factory=list, description="One row per validated epoch.")
+    best: dict[str, Any] | None = Field(None, description="The best validated epoch and its metric.")
+    final_validation: dict[str, Any] | None = Field(None, description="The best weights, evaluated again.")
+    batch: dict[str, Any] = Field(default_factory=dict, description="Batch layout and precision.")
+    data: dict[str, Any] = Field(default_factory=dict, description="Questions used, dropped and skipped.")
+    sources: dict[str, str] = Field(default_factory=dict, description="Where each model part came from.")
+    provenance: dict[str, Any] = Field(default_factory=dict, description="Model, checkpoints and their hashes.")
+    deviations: list[dict[str, Any]] = Field(default_factory=list, description="Settings off the official run.")
+    warnings: list[str] = Field(default_factory=list, description="Warnings about the run's settings.")
+    hparams: dict[str, Any] = Field(default_factory=dict, description="Every setting of the run.")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON."""
-        return asdict(self)
+        return self.model_dump(mode="json")
+
+    def overview(self) -> dict[str, Any]:
+        """The result as labelled values (what the training commands print)."""
+        best = self.best and f"epoch {self.best['epoch'] + 1}: {self.best['metric']} {self.best['value']:.2f}"
+        return {**self.model_dump(include={"checkpoint", "weights", "complete", "epochs_completed", "steps",
+                                           "first_loss", "last_loss"}),
+                "epoch losses": ", ".join(f"{x:.4f}" for x in self.epoch_losses), "best": best,
+                "deviations": ", ".join(d["option"] for d in self.deviations) or "none"}
 
 
 def write_summary(out: Path, result: dict[str, Any], command: str | None = None) -> Path:
-    """``OUT/summary.json``: the result plus the command and versions."""
-    data = {"command": command, **result, "versions": versions()}
+    """``OUT/summary.json``: the result plus the command, the versions and the GPU."""
+    data = {"command": command, **result, "versions": versions(), "gpu": gpu_name()}
     return atomic_write_text(out / SUMMARY_NAME, json.dumps(data, indent=2, default=str))
 
 

@@ -121,6 +121,33 @@ def linear_warmup_cosine_lr(
     return (init_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * epoch / max_epoch)) + min_lr
 
 
+def steps_per_epoch(n: int, layout: BatchLayout, drop_last: bool = True) -> int:
+    """Optimizer steps of one epoch over ``n`` questions (:func:`step_plan`'s count, without the order)."""
+    full, rest = divmod(n, layout.global_batch)
+    return full + int(bool(rest) and (not drop_last or full == 0))
+
+
+def learning_warning(
+    n: int, layout: BatchLayout, epochs: int, lr: float, min_lr: float, warmup_lr: float, warmup_steps: int,
+    drop_last: bool = True,
+) -> str | None:
+    """One warning line when the planned optimizer steps never bring the learning rate near ``lr`` (for
+    example ``--limit 16 --epochs 1``: one step at the warm-up's 1e-8); ``None`` when the run can learn."""
+    per_epoch = steps_per_epoch(n, layout, drop_last)
+    lrs = [linear_warmup_cosine_lr(e, s, lr, min_lr, warmup_lr, warmup_steps, epochs)
+           for e in range(epochs) for s in ([0, per_epoch - 1] if e == 0 else [0])]
+    peak = max(lrs)
+    if peak >= 0.1 * lr:
+        return None
+    total = per_epoch * epochs
+    return (
+        f"warning: this run cannot learn: {total} optimizer step{'s' * (total != 1)} ({n} questions, global "
+        f"batch {layout.global_batch}, {epochs} epoch{'s' * (epochs != 1)}) reach lr {peak:.1e} at most "
+        f"(peak {lr:.1e} after a {warmup_steps}-step warm-up from warmup_lr); use more epochs, a smaller "
+        "global_batch or fewer warmup_steps"
+    )
+
+
 def qvh_frame_labels(
     frame_indices: Sequence[int], fps: float, windows: Sequence[Sequence[float]] | None
 ) -> list[str]:

@@ -15,6 +15,7 @@ from torch import nn
 from sevila_tools.checkpoint import TOOLKIT_FORMAT, apply_state_dict
 from sevila_tools.errors import InputError
 from sevila_tools.modeling import branch_of_key
+from sevila_tools.provenance import file_sha256
 from sevila_tools.training.accel import gather, make_accelerator, mean_over_processes
 from sevila_tools.training.checkpoints import (
     BEST_NAME,
@@ -28,7 +29,6 @@ from sevila_tools.training.checkpoints import (
     rng_state,
     seed_epoch,
     set_rng_state,
-    sha256_file,
 )
 from sevila_tools.training.config import RESUME_EXEMPT, TrainConfig
 from sevila_tools.training.data import DataReport, DrawSpec, EpochData, Item, collate
@@ -42,6 +42,7 @@ from sevila_tools.training.frozen import (
     set_train_modes,
 )
 from sevila_tools.training.labelfile import LabelSet, read_labels
+from sevila_tools.training.localizer_init import load_base_localizer
 from sevila_tools.training.optim import param_groups
 from sevila_tools.training.runs import (
     MetricsFile,
@@ -52,7 +53,12 @@ from sevila_tools.training.runs import (
     progress,
     write_summary,
 )
-from sevila_tools.training.sampling import batch_layout, linear_warmup_cosine_lr, step_plan
+from sevila_tools.training.sampling import (
+    batch_layout,
+    learning_warning,
+    linear_warmup_cosine_lr,
+    step_plan,
+)
 from sevila_tools.training.tasks import Batch, TrainingTask, get_task
 
 
@@ -130,6 +136,9 @@ class Trainer:
             cfg.batch_size, self.world, cfg.global_batch, cfg.accum_steps, cfg.reference_processes
         )
         self.precision = resolve_precision(cfg.precision, self.runtime.device)
+        warning = learning_warning(len(self.samples), self.layout, cfg.epochs, cfg.lr, cfg.min_lr,
+                                   cfg.warmup_lr, cfg.warmup_steps, cfg.drop_last)
+        self.warnings = [warning] if warning else []
         self.ckpt_path, self.best_path = self.out / CHECKPOINT_NAME, self.out / BEST_NAME
         self.sources = dict(self.runtime.info.get("sources", {}))
         self.hparams = {
@@ -148,6 +157,8 @@ class Trainer:
             )
         if label_source:
             self.log(f"pseudo-labels: {label_source}")
+        for line in self.warnings:
+            self.log(line)
 
     def _labels(
         self, task_cls: type[TrainingTask]
@@ -201,7 +212,9 @@ class Trainer:
         """Where the trained branch starts (``init`` for the Localizer); logged and kept in ``sources``."""
         branch, model = self.task.branch, self.runtime.model
         if self.saved is None and self.task.starts_localizer:
-            if self.cfg.init == "answerer-copy":
+            if self.cfg.init == "base":
+                self.sources["localizer"] = load_base_localizer(model, self.runtime.info)
+            elif self.cfg.init == "answerer-copy":
                 model.copy_answerer_to_localizer()
                 self.sources["localizer"] = f"copy of the answerer ({self.sources.get('answerer', 'base')})"
             self.log(
@@ -487,7 +500,7 @@ class Trainer:
         }
         for name, path in (("checkpoint", self.ckpt_path), ("best_checkpoint", self.best_path)):
             exists = self.main and path.is_file()
-            prov[name] = {"path": str(path.resolve()), "sha256": sha256_file(path)} if exists else None
+            prov[name] = {"path": str(path.resolve()), "sha256": file_sha256(path)} if exists else None
         result = TrainResult(
             task=self.cfg.task,
             out_dir=str(self.out),
@@ -514,6 +527,7 @@ class Trainer:
             sources=self.sources,
             provenance=prov,
             deviations=self.cfg.deviations(),
+            warnings=list(getattr(self, "warnings", [])),
             hparams=dict(self.hparams),
         )
         if self.main:

@@ -89,17 +89,19 @@ def frame_validation(
     pipeline: Pipeline, samples: Sequence[Any], cfg: Any, accelerator: Any, bar: Any
 ) -> dict[str, Any]:
     """Frame accuracy (%) of the Localizer on ``val_frames`` uniform frames per query, scored by the frame
-    scorer: a frame is ``yes`` iff its yes logit beats its no logit, the truth comes from the annotated spans."""
+    scorer: a frame is ``yes`` iff its yes logit beats its no logit, the truth comes from the annotated spans.
+    The decisions come from :func:`sevila_tools.eval.predict.moments`, so validation sees exactly the frames
+    ``sevila eval`` scores (padded duplicates of a short video dropped, times unrounded)."""
+    from sevila_tools.eval.predict import moments
     from sevila_tools.eval.scorers import FRAME_SEC, FRAME_YES, frame_accuracy
 
     lines: list[dict[str, Any]] = []
     failed: list[str] = []
     with eval_mode(pipeline.runtime.model):
         for batch in _batches(pipeline, samples, cfg, accelerator, bar, failed):
-            logits = pipeline.frame_logits([(ev, Query(s.question)) for s, ev in batch])
-            for (s, ev), (yes, no) in zip(batch, logits, strict=True):
-                decisions = [int(y > n) for y, n in zip(yes, no, strict=True)]
-                lines.append({"qid": str(s.qid), FRAME_SEC: ev.times, FRAME_YES: decisions})
+            found = moments(pipeline, [(ev, Query(s.question)) for s, ev in batch], [s.duration for s, _ in batch])
+            for (s, _), m in zip(batch, found, strict=True):
+                lines.append({"qid": str(s.qid), FRAME_SEC: m.frame_sec, FRAME_YES: m.frame_yes})
     parts = gather(accelerator, (lines, failed))
     lines = [x for p, _ in parts for x in p]
     failed = [q for _, f in parts for q in f]

@@ -19,7 +19,7 @@ from sevila_tools.video.sampling import (
     sample_indices,
     window_is_empty,
 )
-from sevila_tools.video.workers import start_decode_workers
+from sevila_tools.video.warm import WarmDecoders, start_decode_workers
 
 __all__ = [
     "CLIP_MEAN",
@@ -30,6 +30,7 @@ __all__ = [
     "EmptyWindow",
     "SampledFrames",
     "VideoInfo",
+    "WarmDecoders",
     "check_video_path",
     "decord_available",
     "frames_at_times",

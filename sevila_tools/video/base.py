@@ -6,7 +6,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 from sevila_tools.errors import InputError, VideoError
 
@@ -48,10 +48,11 @@ def check_video_path(path: str | os.PathLike[str]) -> Path:
     return p
 
 
-def check_decoder(decoder: str) -> None:
-    """Raise :class:`InputError` unless ``decoder`` is one of :data:`DECODERS`."""
+def check_decoder(decoder: str) -> Decoder:
+    """``decoder`` as a :data:`Decoder`; :class:`InputError` unless it is one of :data:`DECODERS`."""
     if decoder not in DECODERS:
         raise InputError(f"unknown video decoder {decoder!r}; choose one of {', '.join(DECODERS)}")
+    return cast(Decoder, decoder)
 
 
 def check_size(size: int | None) -> None:

@@ -1,28 +1,51 @@
-"""One video, several processes: the wanted frames are split by keyframe across workers, pixels unchanged."""
+"""One video, several processes: the wanted frames are split by keyframe across processes, pixels unchanged.
+
+The calling process always decodes a share itself; the other shares go to the shared worker processes.
+"""
 
 from __future__ import annotations
 
-import functools
+import multiprocessing
 import os
-from pathlib import Path
+import threading
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from sevila_tools.errors import InputError
+from sevila_tools.video import auto
 from sevila_tools.video.base import logger
 from sevila_tools.video.decode import Reader, read_with_fallback
 from sevila_tools.video.seek import (
-    PacketIndex,
     Run,
-    build_packet_index,
+    RunDecoder,
     decode_runs,
+    decode_runs_kept,
     decord_batch,
     plan_runs,
     split_runs,
 )
-from sevila_tools.video.workers import shared_workers
+from sevila_tools.video.workers import in_worker, shared_workers
 
-__all__ = ["check_workers", "clear_cache", "packet_index", "read_parallel"]
+__all__ = [
+    "WORKERS_ENV",
+    "check_workers",
+    "clear_cache",
+    "default_workers",
+    "packet_index",
+    "read_parallel",
+    "read_seek",
+    "resolve_workers",
+]
+
+#: environment variable that sets the default number of decode processes (1: never start worker processes)
+WORKERS_ENV = "SEVILA_DECODE_WORKERS"
+#: at most this many processes by default: 32 frames rarely span more keyframe runs than that usefully
+MAX_DEFAULT_WORKERS = 8
+
+packet_index = auto.packet_index
+clear_cache = auto.clear_cache
 
 
 def check_workers(workers: int) -> int:
@@ -32,20 +55,132 @@ def check_workers(workers: int) -> int:
     return workers
 
 
-@functools.lru_cache(maxsize=64)
-def _cached_index(path: str, mtime_ns: int, size: int) -> PacketIndex | None:
-    return build_packet_index(path)
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
 
 
-def clear_cache() -> None:
-    """Forget the cached packet indexes (benchmarks time first reads with it)."""
-    _cached_index.cache_clear()
+def default_workers() -> int:
+    """Processes for one video's read: ``$SEVILA_DECODE_WORKERS``, else the usable cores (at most 8).
+
+    1 inside a decode worker or a daemonic process (a DataLoader or pool worker): no processes below it.
+    """
+    env = os.environ.get(WORKERS_ENV, "").strip()
+    if env:
+        try:
+            return check_workers(int(env))
+        except ValueError:
+            raise InputError(f"{WORKERS_ENV} must be a positive integer, got {env!r}") from None
+    if in_worker() or multiprocessing.current_process().daemon:
+        return 1
+    return max(1, min(usable_cores(), MAX_DEFAULT_WORKERS))
 
 
-def packet_index(path: str | Path) -> PacketIndex | None:
-    """:func:`build_packet_index`, cached per file (path, modification time and size)."""
-    st = os.stat(path)
-    return _cached_index(str(path), st.st_mtime_ns, st.st_size)
+def resolve_workers(workers: int | None, decoder: str) -> int:
+    """``workers=None``: one process for the official reader (``decord``), else :func:`default_workers`."""
+    if workers is None:
+        return 1 if decoder == "decord" else default_workers()
+    return check_workers(workers)
+
+
+def read_seek(reader: auto.SeekReader, indices: list[int], workers: int) -> tuple[np.ndarray, str]:
+    """The auto path: PyAV from the keyframe before each wanted frame, over up to ``workers`` processes.
+
+    Bit-identical to the sequential PyAV reader (and so to decord wherever decord reads exactly); any
+    failure re-reads the file with :func:`~sevila_tools.video.auto.fallback_reader`.
+    """
+    wanted = sorted(set(indices))
+    runs = plan_runs(reader.index, wanted)
+    try:
+        if workers <= 1 or len(runs) < 2:
+            got = decode_runs(str(reader.path), reader.size, reader.index, runs)
+        else:
+            got = _share_runs(reader, runs, workers)
+        return np.stack([got[i] for i in indices]), reader.name
+    except Exception as exc:  # seek mismatch, worker died...: the reader auto would use otherwise decides
+        logger.debug("seek read of %s failed (%s); reading without seeking", reader.path, exc)
+    return read_with_fallback(auto.fallback_reader(reader), indices)
+
+
+#: runs are handed out in about this many pieces per process (small enough to even out late or slow workers)
+PIECES_PER_PROCESS = 4
+
+
+class _Pieces:
+    """Pieces ``0..n-1`` claimed from the front (this process) and from the back (workers), and what came of them."""
+
+    def __init__(self, n: int) -> None:
+        self.front, self.back = 0, n
+        self.got: dict[int, np.ndarray] = {}
+        self.errors: list[BaseException] = []
+        self.lock = threading.Lock()
+
+    def claim(self, from_front: bool) -> int | None:
+        with self.lock:
+            if self.front >= self.back or self.errors:
+                return None
+            if from_front:
+                self.front += 1
+                return self.front - 1
+            self.back -= 1
+            return self.back
+
+    def done(self, frames: dict[int, np.ndarray] | None = None, error: BaseException | None = None) -> None:
+        with self.lock:
+            if error is not None:
+                self.errors.append(error)
+            elif frames is not None:
+                self.got.update(frames)
+
+    def stop(self) -> None:
+        with self.lock:
+            self.back = self.front
+
+
+def _share_runs(reader: auto.SeekReader, runs: list[Run], processes: int) -> dict[int, np.ndarray]:
+    """Decode ``runs`` with this process and ``processes - 1`` shared workers, balanced as they go.
+
+    The runs are cut into contiguous pieces of similar cost. This process decodes pieces from the front, in
+    file order (one open file, no seek where a run continues the previous one); a feeder thread hands the
+    next piece from the back to each worker as soon as it is idle, so a worker that is slow to start or
+    starved of CPU simply takes fewer pieces.
+    """
+    path, size, index = str(reader.path), reader.size, reader.index
+    pieces = split_runs(runs, processes * PIECES_PER_PROCESS)
+    plan = _Pieces(len(pieces))
+    with shared_workers(processes - 1) as ws, RunDecoder(path, size, index) as mine:
+        args = (ws, plan, pieces, (path, size, index), processes - 1)
+        feeder = threading.Thread(target=_feed, args=args, name="sevila-decode-feeder", daemon=True)
+        feeder.start()
+        try:
+            while (k := plan.claim(from_front=True)) is not None:
+                plan.done(mine.decode(pieces[k]))
+        except Exception as exc:  # noqa: BLE001 - raised below, once the workers are done
+            plan.done(error=exc)
+        finally:
+            plan.stop()
+            feeder.join()
+            ws.cancel_busy()  # nothing is busy unless the feeder itself failed
+    if plan.errors:
+        raise plan.errors[0]
+    return plan.got
+
+
+def _feed(ws: Any, plan: _Pieces, pieces: list[list[Run]], file: tuple, slots: int) -> None:
+    """The feeder thread: keep up to ``slots`` workers busy with pieces from the back, collect what they return."""
+    try:
+        while True:
+            while ws.busy < slots and (k := plan.claim(from_front=False)) is not None:
+                ws.submit(k, decode_runs_kept, (*file, pieces[k]), label=file[0])
+            if not ws.busy:
+                return
+            for outcome in ws.collect():
+                plan.done(outcome.value if outcome.ok else None, None if outcome.ok else outcome.value)
+    except BaseException as exc:  # noqa: BLE001 - reported to the reading thread
+        plan.done(error=exc)
 
 
 def read_parallel(reader: Reader, indices: list[int], workers: int) -> tuple[np.ndarray, str]:
@@ -101,24 +236,11 @@ def _parallel_frames(reader: Reader, wanted: list[int], workers: int) -> dict[in
 def _decord_seeks_exactly(path: str) -> bool:
     """Whether decord's ``get_batch`` returns the same frames whatever the access pattern.
 
-    Not for AVI, nor for codecs other than H.264/HEVC with B-frames (mpeg4 with B-frames: decord returns
-    frames shifted by the B-frame count after a seek); there its output depends on which frames are asked
-    together, so a split would change it (see ``docs/video.md``).
+    Never for AVI; otherwise :func:`~sevila_tools.video.auto.decord_reads_exactly` (H.264, or no B-frames).
+    Elsewhere decord's output depends on which frames are asked together, so a split would change it.
     """
-    import av  # noqa: PLC0415
-
-    try:
-        with av.open(path) as container:
-            fmt = container.format.name
-            codec = container.streams.video[0].codec_context.name
-    except Exception:
-        return False
-    if "avi" in fmt.split(","):
-        return False
-    if codec in ("h264", "hevc"):
-        return True
-    index = packet_index(path)
-    return index is not None and index.decode_pos == tuple(range(index.num_frames))
+    facts = auto.stream_facts(path)
+    return facts is not None and not facts.avi and auto.decord_reads_exactly(facts)
 
 
 def _decord_groups(reader: Reader, wanted: list[int], workers: int) -> list[list[int]]:
@@ -134,19 +256,32 @@ def _decord_groups(reader: Reader, wanted: list[int], workers: int) -> list[list
     return [[t for run in part for t in run.targets] for part in split_runs(runs, workers)]
 
 
-def _run_all(tasks: list[tuple], label: str) -> list:
-    """Run ``(fn, args)`` tasks on the shared workers; the first failure is raised."""
-    with shared_workers(len(tasks)) as ws:
-        for key, (fn, args) in enumerate(tasks):
-            ws.submit(key, fn, args, label=label)
-        results: dict[int, object] = {}
-        error: BaseException | None = None
-        while ws.busy:
-            for outcome in ws.collect():
-                if outcome.ok:
-                    results[outcome.key] = outcome.value
-                elif error is None:
-                    error = outcome.value
-        if error is not None:
-            raise error
-        return [results[k] for k in range(len(tasks))]
+def _run_all(tasks: list[tuple[Callable[..., Any], tuple]], label: str) -> list[Any]:
+    """Run ``(fn, args)`` tasks: the first in this process, the others on the shared workers meanwhile.
+
+    The first failure is raised, after every task has finished (workers are never left busy).
+    """
+    first_fn, first_args = tasks[0]
+    if len(tasks) == 1:
+        return [first_fn(*first_args)]
+    with shared_workers(len(tasks) - 1) as ws:
+        try:
+            for key, (fn, args) in enumerate(tasks[1:], start=1):
+                ws.submit(key, fn, args, label=label)
+            results: dict[int, Any] = {}
+            errors: list[BaseException] = []
+            try:
+                results[0] = first_fn(*first_args)
+            except Exception as exc:  # noqa: BLE001 - raised below, once the workers are done
+                errors.append(exc)
+            while ws.busy:
+                for outcome in ws.collect():
+                    if outcome.ok:
+                        results[outcome.key] = outcome.value
+                    else:
+                        errors.append(outcome.value)
+        finally:
+            ws.cancel_busy()  # only after an interruption: their results are no longer wanted
+    if errors:
+        raise errors[0]
+    return [results[k] for k in range(len(tasks))]

@@ -8,10 +8,15 @@ from dataclasses import dataclass
 from typing import Literal
 
 from sevila_tools.errors import InputError, SevilaError, VideoError
-from sevila_tools.video.base import Decoder, check_decoder, check_size, check_video_path, one_line
-from sevila_tools.video.decode import open_reader, read_with_fallback, validate_indices
+from sevila_tools.video.base import Decoder, check_decoder, check_size, one_line
 from sevila_tools.video.parallel import check_workers
-from sevila_tools.video.sampling import EmptyWindow, SampledFrames, frames_at_times, sample_frames
+from sevila_tools.video.sampling import (
+    EmptyWindow,
+    SampledFrames,
+    frames_at_times,
+    read_indices,
+    sample_frames,
+)
 from sevila_tools.video.workers import WorkerSet
 
 __all__ = ["DecodePool", "DecodeSpec"]
@@ -33,17 +38,14 @@ class DecodeSpec:
 
 
 def decode_spec(spec: DecodeSpec, decoder: Decoder, size: int | None) -> SampledFrames:
-    """Decode one :class:`DecodeSpec` in this process (what a pool worker runs)."""
+    """Decode one :class:`DecodeSpec` in this process only (what a pool worker runs)."""
     if spec.indices is not None and spec.times is not None:
         raise InputError("give indices or times, not both")
     if spec.times is not None:
-        return frames_at_times(spec.path, spec.times, decoder=decoder, size=size)
+        return frames_at_times(spec.path, spec.times, decoder=decoder, size=size, workers=1)
     if spec.indices is not None:
-        path = check_video_path(spec.path)
-        reader = open_reader(path, decoder, size)
-        idx = validate_indices(spec.indices, reader.known_num_frames, path)
-        frames, used = read_with_fallback(reader, idx)
-        fps = reader.fps
+        frames, used, reader = read_indices(spec.path, spec.indices, decoder, size, workers=1)
+        idx, fps = [int(i) for i in spec.indices], reader.fps
         return SampledFrames(frames, idx, [i / fps for i in idx], [], fps, reader.num_frames, False, used)
     return sample_frames(
         spec.path,
@@ -55,6 +57,7 @@ def decode_spec(spec: DecodeSpec, decoder: Decoder, size: int | None) -> Sampled
         mode=spec.mode,
         seed=spec.seed,
         empty_window=spec.empty_window,
+        workers=1,
     )
 
 
@@ -65,8 +68,8 @@ class DecodePool:
     (:class:`VideoError`, or :class:`InputError` for an invalid request) per spec, and never holds more
     than ``max_pending`` results (decoding or decoded, not yet yielded). A worker that crashes, is killed
     or runs past ``timeout`` seconds on one item yields a one-line :class:`VideoError` for that item and
-    is replaced. Each worker decodes with one sequential reader (``decoder``: same pixels as
-    :func:`sample_frames`). Use as a context manager or call :meth:`close`.
+    is replaced. Each worker reads its video alone, as ``sample_frames(..., workers=1)`` does (``decoder``:
+    same pixels). Use as a context manager or call :meth:`close`.
     """
 
     def __init__(

@@ -7,8 +7,9 @@ import os
 from typing import Any
 
 from sevila_tools.errors import VideoError
+from sevila_tools.video.auto import open_any_reader
 from sevila_tools.video.base import Decoder, VideoInfo, _DecodeFailure, check_video_path, logger
-from sevila_tools.video.decode import _PyAVReader, open_reader
+from sevila_tools.video.decode import _PyAVReader
 
 __all__ = ["VideoInfo", "check_video_path", "probe", "probe_video"]
 
@@ -21,7 +22,7 @@ def probe(path: str | os.PathLike[str], decoder: Decoder = "auto") -> VideoInfo:
     missing/empty/unreadable file, a file without a video stream or without frames.
     """
     p = check_video_path(path)
-    reader = open_reader(p, decoder, None)
+    reader = open_any_reader(p, decoder, None)
     try:
         width, height = reader.native_size()
     except _DecodeFailure as exc:

@@ -11,15 +11,17 @@ from typing import Literal
 import numpy as np
 
 from sevila_tools.errors import InputError
+from sevila_tools.video.auto import SeekReader, open_any_reader
 from sevila_tools.video.base import Decoder, check_decoder, check_size, check_video_path
-from sevila_tools.video.decode import Reader, open_reader, read_with_fallback, validate_indices
-from sevila_tools.video.parallel import check_workers, read_parallel
+from sevila_tools.video.decode import Reader, read_with_fallback, validate_indices
+from sevila_tools.video.parallel import read_parallel, read_seek, resolve_workers
 
 __all__ = [
     "EmptyWindow",
     "SampledFrames",
     "frames_at_times",
     "read_frames",
+    "read_indices",
     "sample_frames",
     "sample_indices",
     "window_is_empty",
@@ -41,7 +43,7 @@ class SampledFrames:
     fps: float
     num_video_frames: int
     padded: bool  # True when the video had fewer frames than requested
-    decoder: str  # decoder actually used ("decord" or "pyav")
+    decoder: Decoder  # decoder actually used ("decord" or "pyav")
     empty_window: bool = False  # the start/end window held no frame: every index is its start frame
 
 
@@ -140,9 +142,37 @@ def sample_indices(
 
 
 def _read(reader: Reader, indices: list[int], workers: int) -> tuple[np.ndarray, str]:
+    if isinstance(reader, SeekReader):
+        return read_seek(reader, indices, workers)
     if workers > 1:
         return read_parallel(reader, indices, workers)
     return read_with_fallback(reader, indices)
+
+
+def _open(
+    path: str | os.PathLike[str], decoder: str, size: int | None, workers: int | None
+) -> tuple[Reader, int]:
+    """Check the arguments, open the reader (``auto`` chooses per file) and resolve ``workers``."""
+    check_size(size)
+    check_decoder(decoder)
+    n = resolve_workers(workers, decoder)
+    p = check_video_path(path)
+    return open_any_reader(p, decoder, size), n
+
+
+def read_indices(
+    path: str | os.PathLike[str],
+    indices: Sequence[int],
+    decoder: Decoder = "auto",
+    size: int | None = 224,
+    workers: int | None = None,
+) -> tuple[np.ndarray, str, Reader]:
+    """:func:`read_frames`, also returning the reader (its ``fps`` and ``num_frames``)."""
+    reader, n = _open(path, decoder, size, workers)
+    # PyAV without a stored frame count: out-of-range indices are detected while decoding
+    idx = validate_indices(indices, reader.known_num_frames, reader.path)
+    frames, used = _read(reader, idx, n)
+    return frames, used, reader
 
 
 def read_frames(
@@ -150,23 +180,18 @@ def read_frames(
     indices: Sequence[int],
     decoder: Decoder = "auto",
     size: int | None = 224,
-    workers: int = 1,
+    workers: int | None = None,
 ) -> tuple[np.ndarray, str]:
     """Decode frames at native frame ``indices`` (any order, duplicates allowed).
 
     Returns ``(frames, decoder_used)`` with ``frames`` of shape ``(len(indices), H, W, 3)`` uint8 RGB:
     ``H = W = size`` (direct resize, no aspect preservation, exactly like decord's
     ``VideoReader(width=size, height=size)``) or the native resolution when ``size`` is None.
-    ``workers > 1`` splits the work across that many processes (same pixels; see ``docs/video.md``).
+    ``workers`` processes share the work (same pixels; None: as many as useful, one for ``decord``;
+    see ``docs/video.md``).
     """
-    check_size(size)
-    check_decoder(decoder)
-    check_workers(workers)
-    p = check_video_path(path)
-    reader = open_reader(p, decoder, size)
-    # PyAV without a stored frame count: out-of-range indices are detected while decoding
-    idx = validate_indices(indices, reader.known_num_frames, p)
-    return _read(reader, idx, workers)
+    frames, used, _ = read_indices(path, indices, decoder, size, workers)
+    return frames, used
 
 
 def sample_frames(
@@ -179,20 +204,17 @@ def sample_frames(
     mode: Literal["uniform", "random"] = "uniform",
     seed: int | None = None,
     empty_window: EmptyWindow = "raise",
-    workers: int = 1,
+    workers: int | None = None,
 ) -> SampledFrames:
     """Sample ``n`` frames with SeViLA's rule (:func:`sample_indices`) and decode them.
 
     ``start``/``end`` restrict sampling to a window in seconds (``empty_window`` as in
     :func:`sample_indices`; the result's ``empty_window`` flag says when the start-frame rule was used);
-    ``mode="random"`` draws one frame per segment (seeded by ``seed``). ``workers > 1`` decodes the frames
-    in that many processes, bit-identical to ``workers=1``.
+    ``mode="random"`` draws one frame per segment (seeded by ``seed``). ``decoder="auto"`` returns the
+    official reader's frames, read the fastest exact way (``docs/video.md``). ``workers`` processes share
+    the decoding, bit-identical to ``workers=1`` (None: as many as useful here, one for ``decord``).
     """
-    check_size(size)
-    check_decoder(decoder)
-    check_workers(workers)
-    p = check_video_path(path)
-    reader = open_reader(p, decoder, size)
+    reader, workers = _open(path, decoder, size, workers)
     vlen = reader.num_frames
     rng = np.random.default_rng(seed) if mode == "random" else None
     indices, edges, padded = sample_indices(
@@ -217,7 +239,7 @@ def frames_at_times(
     times: Sequence[float],
     decoder: Decoder = "auto",
     size: int | None = 224,
-    workers: int = 1,
+    workers: int | None = None,
 ) -> SampledFrames:
     """Decode the frames shown at the given times (seconds): index ``min(int(round(t * fps)), vlen - 1)``.
 
@@ -225,11 +247,11 @@ def frames_at_times(
     """
     check_size(size)
     check_decoder(decoder)
-    check_workers(workers)
+    resolve_workers(workers, decoder)
     if len(times) == 0:
         raise InputError("no times given")
-    p = check_video_path(path)
-    reader = open_reader(p, decoder, size)
+    reader, workers = _open(path, decoder, size, workers)
+    p = reader.path
     vlen = reader.num_frames
     fps = reader.fps
     duration = vlen / fps

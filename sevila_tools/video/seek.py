@@ -6,6 +6,7 @@ How frame indices are kept exact after a seek is explained in ``docs/video.md`` 
 from __future__ import annotations
 
 import bisect
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,11 @@ from sevila_tools.video.base import logger
 __all__ = [
     "PacketIndex",
     "Run",
+    "RunDecoder",
     "SeekMismatch",
     "build_packet_index",
     "decode_runs",
+    "decode_runs_kept",
     "plan_runs",
     "split_runs",
 ]
@@ -160,21 +163,79 @@ def decode_runs(path: str, size: int | None, index: PacketIndex, runs: list[Run]
     not decoded (no other frame depends on them). Raises :class:`SeekMismatch` if the decoder's output
     does not match the index exactly.
     """
-    import av  # noqa: PLC0415
+    with RunDecoder(path, size, index) as decoder:
+        return decoder.decode(runs)
 
-    from sevila_tools.video.decode import _FrameConverter  # noqa: PLC0415
 
-    got: dict[int, np.ndarray] = {}
-    with av.open(path) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "NONE"  # one packet in, decoded now: per-packet skip settings apply exactly
-        stream.codec_context.thread_count = 1
-        conv = _FrameConverter(size, stream.time_base)
-        state = _DecodeState(index, container, stream, conv, got)
-        state.wanted = {t for run in runs for t in run.targets}
+class RunDecoder:
+    """:func:`decode_runs` over several calls on one open file; the decoder's position carries over, so runs
+    given in file order continue without seeking where they can."""
+
+    def __init__(self, path: str, size: int | None, index: PacketIndex) -> None:
+        import av  # noqa: PLC0415
+
+        from sevila_tools.video.decode import _FrameConverter  # noqa: PLC0415
+
+        self.container = av.open(path)
+        try:
+            stream = self.container.streams.video[0]
+            stream.thread_type = "NONE"  # one packet in, decoded now: per-packet skip settings apply exactly
+            stream.codec_context.thread_count = 1
+            conv = _FrameConverter(size, stream.time_base)
+            self.state = _DecodeState(index, self.container, stream, conv, {})
+        except BaseException:
+            self.container.close()
+            raise
+
+    def decode(self, runs: list[Run], resume: bool = True) -> dict[int, np.ndarray]:
+        """Frames of the targets of ``runs`` by index (:class:`SeekMismatch` if the output does not map).
+
+        ``resume=False``: seek for the first run even if the previous call ended before it (runs out of order).
+        """
+        if not resume:
+            self.state.pos = -1
+        got: dict[int, np.ndarray] = {}
+        self.state.got = got
+        self.state.wanted = {t for run in runs for t in run.targets}
         for run in runs:
-            state.run(run)
-    return got
+            self.state.run(run)
+        return got
+
+    def close(self) -> None:
+        """Close the file."""
+        self.container.close()
+
+    def __enter__(self) -> RunDecoder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_kept: tuple[tuple, RunDecoder] | None = (
+    None  # a worker's open file, kept for its next piece of the same read
+)
+
+
+def decode_runs_kept(
+    path: str, size: int | None, index: PacketIndex, runs: list[Run]
+) -> dict[int, np.ndarray]:
+    """:func:`decode_runs` keeping the file open for the next call on the same file (a worker's successive
+    pieces of one read); for worker processes, which run one task at a time."""
+    global _kept
+    st = os.stat(path)
+    key = (path, size, st.st_mtime_ns, st.st_size, index.num_frames)
+    if _kept is None or _kept[0] != key:
+        if _kept is not None:
+            _kept[1].close()
+        _kept = None
+        _kept = (key, RunDecoder(path, size, index))
+    try:
+        return _kept[1].decode(runs, resume=False)
+    except BaseException:
+        _kept[1].close()
+        _kept = None
+        raise
 
 
 class _DecodeState:

@@ -21,9 +21,24 @@ from typing import Any
 
 from sevila_tools.errors import VideoError
 
-__all__ = ["Outcome", "WorkerSet", "serve", "shared_workers", "start_decode_workers"]
+__all__ = [
+    "Outcome",
+    "WorkerSet",
+    "close_shared_workers",
+    "in_worker",
+    "keep_shared_workers",
+    "serve",
+    "shared_worker_pids",
+    "shared_workers",
+]
 
 _LIVE: weakref.WeakSet[WorkerSet] = weakref.WeakSet()
+_IN_WORKER = False
+
+
+def in_worker() -> bool:
+    """True inside a decode worker process (reads there never start workers of their own)."""
+    return _IN_WORKER
 
 
 @dataclass
@@ -91,7 +106,13 @@ class WorkerSet:
 
     def pids(self) -> list[int]:
         """Process ids of the live workers (busy ones first)."""
+        self._prune()
         return [w.proc.pid for w in sorted(self._own(), key=lambda w: not w.busy)]
+
+    def _prune(self) -> None:
+        """Forget idle workers that died meanwhile (killed, out of memory), so no task is sent to them."""
+        for w in [w for w in self._own() if not w.busy and w.proc.poll() is not None]:
+            self._retire(w)
 
     def _spawn(self) -> _Worker:
         parent, child = socket.socketpair()
@@ -117,6 +138,7 @@ class WorkerSet:
         self, key: Any, fn: Callable[..., Any], args: tuple, label: str = "", timeout: float | None = None
     ) -> None:
         """Run ``fn(*args)`` on an idle worker (``fn`` must be importable by name); needs ``idle > 0``."""
+        self._prune()
         worker = next((w for w in self._own() if not w.busy), None)
         if worker is None:
             if len(self._workers) >= self.size:
@@ -204,8 +226,12 @@ def _close_all() -> None:
 
 def serve(fd: int) -> None:
     """Worker main loop: receive ``(fn, args)``, send back ``(True, result)`` or ``(False, exception)``."""
+    global _IN_WORKER
+    _IN_WORKER = True
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the parent, which then closes us
     conn = Connection(fd)
+    with contextlib.suppress(Exception):  # the reader's library, loaded while no task waits
+        import av  # noqa: F401, PLC0415
     while True:
         try:
             msg = conn.recv()
@@ -235,20 +261,62 @@ def _portable(exc: BaseException) -> BaseException:
 
 _shared_lock = threading.Lock()
 _shared: WorkerSet | None = None
-
-
-def start_decode_workers(size: int) -> None:
-    """Start the shared workers of single-video parallel reads ahead of the first read (non-blocking)."""
-    with shared_workers(size) as ws:
-        ws.start(size)
+_close_when_free = False  # a close was asked for while a read held the workers
 
 
 @contextlib.contextmanager
 def shared_workers(size: int):
     """The process-wide worker set for single-video parallel reads, grown to ``size``; one user at a time."""
-    global _shared
+    global _shared, _close_when_free
     with _shared_lock:
         if _shared is None:
             _shared = WorkerSet(size)
         _shared.size = max(_shared.size, size)
-        yield _shared
+        try:
+            yield _shared
+        finally:
+            if _close_when_free:
+                _close_when_free = False
+                _shared.close()
+                _shared = None
+
+
+def _after_fork_in_child() -> None:
+    """A forked child (e.g. a DataLoader worker) gets its own lock and starts its own workers if it needs any:
+    the lock may have been held by another thread of the parent at the fork."""
+    global _shared_lock, _close_when_free
+    _shared_lock = threading.Lock()
+    _close_when_free = False
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def shared_worker_pids() -> list[int]:
+    """Process ids of the shared workers now alive (none before the first parallel read)."""
+    with _shared_lock:
+        return [] if _shared is None else _shared.pids()
+
+
+def close_shared_workers() -> None:
+    """Stop the shared workers (the next parallel read starts new ones); never waits for a read.
+
+    If a read is using them, they stop when it ends. Safe from finalizers and from any thread.
+    """
+    global _shared, _close_when_free
+    if not _shared_lock.acquire(blocking=False):
+        _close_when_free = True
+        return
+    try:
+        _close_when_free = False
+        if _shared is not None:
+            _shared.close()
+            _shared = None
+    finally:
+        _shared_lock.release()
+
+
+def keep_shared_workers() -> None:
+    """Withdraw a close asked for during a read (a new holder wants the workers kept)."""
+    global _close_when_free
+    _close_when_free = False

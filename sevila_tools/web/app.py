@@ -1,20 +1,22 @@
 """The Gradio page of ``sevila web``: inputs, the answer tab, the selector comparison tab, queue and launch.
 
 The callbacks here only adapt :class:`~sevila_tools.web.callbacks.WebDemo` values to components; every error a
-user can cause becomes a readable ``gr.Error`` line on the page (never a stack trace).
+user can cause becomes one readable ``error: ...`` status line, and the tab's other outputs are cleared (never a
+stack trace, never an error badge on every panel).
 """
 
 import html
 import logging
+import re
 from collections.abc import Iterator
 from typing import Any
 
 import gradio as gr
 from pydantic import ValidationError
 
-from sevila_tools.agents.service import describe_error
-from sevila_tools.errors import SevilaError
-from sevila_tools.schemas import LocalizeRequest
+from sevila_tools.errors import SevilaError, error_line
+from sevila_tools.schemas import DEFAULT_FRAMES, DEFAULT_KEYFRAMES, LocalizeRequest
+from sevila_tools.video import WarmDecoders
 from sevila_tools.web.callbacks import Comparison, Stage, WebDemo, web_selectors
 from sevila_tools.web.uploads import MIB, VIDEO_EXTENSIONS
 
@@ -27,14 +29,18 @@ ANSWER_ARGS = "video video_path question options num_frames num_keyframes select
 COMPARE_ARGS = "video video_path question options num_frames num_keyframes start end"
 
 
-def page_error(exc: BaseException) -> gr.Error:
-    """A one-line, HTML-escaped error for the page; unexpected errors are logged with their traceback."""
+_MARKDOWN = re.compile(r"([\\`*_\[\]~])")  # what formats text inside a Markdown line (the line starts "error: ")
+
+
+def page_error(exc: BaseException) -> str:
+    """The status line of a failed request, ``error: <one sentence>``, escaped so Markdown shows it literally;
+    unexpected errors are logged with their traceback and shown as an internal error."""
     if not isinstance(exc, SevilaError | ValidationError):
         log.error("unexpected error in a web request", exc_info=exc)
-        text = f"internal error (details in the server log): {describe_error(exc)}"
+        text = f"internal error (details in the server log): {error_line(exc)}"
     else:
-        text = describe_error(exc)
-    return gr.Error(html.escape(text), title="Cannot run", duration=None, print_exception=False)
+        text = error_line(exc)
+    return "error: " + html.escape(_MARKDOWN.sub(r"\\\1", text), quote=False)
 
 
 def _session(request: gr.Request | None) -> str | None:
@@ -79,8 +85,8 @@ def _inputs_block(demo_svc: WebDemo) -> dict[str, gr.components.Component]:
                 info="one per line, 2 to 5; leave empty for an open (free-text) answer",
             )
         with gr.Column():
-            frames = gr.Slider(1, 128, value=32, step=1, label="Candidate frames")
-            keyframes = gr.Slider(1, 16, value=4, step=1, label="Keyframes")
+            frames = gr.Slider(1, 128, value=DEFAULT_FRAMES, step=1, label="Candidate frames")
+            keyframes = gr.Slider(1, 16, value=DEFAULT_KEYFRAMES, step=1, label="Keyframes")
             selector = gr.Dropdown(
                 choices=[(f"{c.name}: {c.description}", c.name) for c in selectors],
                 value=default,
@@ -139,8 +145,8 @@ def _answer_tab(demo_svc: WebDemo, inputs: dict[str, gr.components.Component]) -
             )
             for stage in demo_svc.run(fields, selector, session):
                 yield _stage_outputs(stage)
-        except Exception as exc:  # noqa: BLE001 - every error becomes one readable line on the page
-            raise page_error(exc) from None
+        except Exception as exc:  # noqa: BLE001 - every error becomes the status line; the rest is cleared
+            yield (page_error(exc), None, [], "", None, None)
 
     button.click(
         answer_fn,
@@ -206,8 +212,8 @@ def _compare_tab(demo_svc: WebDemo, inputs: dict[str, gr.components.Component]) 
             )
             for cmp in demo_svc.compare(fields, chosen):
                 yield updates(cmp)
-        except Exception as exc:  # noqa: BLE001
-            raise page_error(exc) from None
+        except Exception as exc:  # noqa: BLE001 - the status line says it; every selector row is hidden
+            yield updates(Comparison(status=page_error(exc)))
 
     button.click(
         compare_fn,
@@ -242,6 +248,7 @@ def build_app(demo_svc: WebDemo) -> gr.Blocks:
 def launch(demo_svc: WebDemo, host: str = "127.0.0.1", port: int = 7860, share: bool = False) -> None:
     """Serve the page until interrupted; every session's files are deleted on the way out."""
     demo = build_app(demo_svc)
+    decoders = WarmDecoders()  # decode workers kept warm while the page is served
     try:
         demo.launch(
             server_name=host,
@@ -254,4 +261,5 @@ def launch(demo_svc: WebDemo, host: str = "127.0.0.1", port: int = 7860, share: 
             inbrowser=False,
         )
     finally:
+        decoders.close()
         demo_svc.close()

@@ -18,14 +18,17 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
+from sevila_tools.agents.toolset import SPECS
 from sevila_tools.errors import InputError
 from sevila_tools.prompts import LETTERS, MAX_OPTIONS
 from sevila_tools.results import localize_result
-from sevila_tools.schemas import AskRequest, ForwardRequest, KeyFrame, LocalizeRequest, LocalizeResult
+from sevila_tools.schemas import ForwardRequest, KeyFrame, LocalizeRequest, LocalizeResult
 from sevila_tools.selectors import REGISTRY, Selector
 from sevila_tools.web.uploads import MIB, pick_video, real_dirs
 
 GalleryItem = tuple[np.ndarray, str]
+#: the open-question tool of the one tool list (the answer tab without options, the comparison tab)
+ASK = SPECS["ask_video"]
 LOCAL_SESSION = "local"
 
 
@@ -79,8 +82,9 @@ def _window(value: float | None) -> float | None:
 
 
 def web_selectors() -> list[type[Selector]]:
-    """Registered selectors usable without a gold answer, in listing order."""
-    return sorted((c for c in REGISTRY.values() if not c.needs_gold), key=lambda c: (c.rank, c.name))
+    """Registered selectors usable without a gold answer or a dataset's question ids, in listing order."""
+    usable = (c for c in REGISTRY.values() if not (c.needs_gold or c.needs_question_id))
+    return sorted(usable, key=lambda c: (c.rank, c.name))
 
 
 def caption(kf: KeyFrame) -> str:
@@ -221,7 +225,7 @@ class WebDemo:
         fields = {**fields, "selector": selector}
         loc_req = LocalizeRequest.model_validate(fields)
         req = (
-            ForwardRequest.model_validate(fields) if fields["options"] else AskRequest.model_validate(fields)
+            ForwardRequest.model_validate(fields) if fields["options"] else ASK.request_model.model_validate(fields)
         )
         with self._lock:
             ev = self.chain.encode(loc_req)
@@ -240,7 +244,7 @@ class WebDemo:
             final_keys = final_loc.keyframes
         else:
             with self._lock:
-                result = self.chain.ask(req)
+                result = ASK.run(lambda: self.chain, req)
             final_loc, answer, probs, final_keys = loc, result.answer_text, {}, result.keyframes
         if [k.frame_index for k in final_keys] != [k.frame_index for k in loc.keyframes]:
             timeline, gallery = self._timeline(final_loc, session), self._gallery(loc.video, final_keys)
@@ -291,7 +295,7 @@ class WebDemo:
                     p = ans.option_probs[ans.answer_index]
                     run.answer = f"({ans.answer_letter}) {ans.answer_text} · p={p:.3f}"
                 else:
-                    res = self.chain.ask(AskRequest.model_validate(req_fields))
+                    res = ASK.run(lambda: self.chain, ASK.request_model.model_validate(req_fields))
                     keys, run.answer = res.keyframes, res.answer_text
             run.result, run.times = res, [k.time for k in keys]
             run.gallery = self._gallery(fields["video"], keys)

@@ -4,7 +4,6 @@ unless trusted), save, and the process-wide memo of loaded models. File facts: `
 from __future__ import annotations
 
 import json
-import pickle
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from sevila_tools.checkpoint import torch_load
 from sevila_tools.errors import CheckpointError
 from sevila_tools.selectors.memo import file_identity, shared_model
 from sevila_tools.selectors.moment_detr.model import MomentDETR, build_moment_detr, options_dict
@@ -89,21 +89,7 @@ def _read_pickled(path: Path, trusted: bool) -> tuple[dict[str, Any], Any]:
             UserWarning,
             stacklevel=3,
         )
-    try:
-        ckpt = torch.load(str(path), map_location="cpu", weights_only=not trusted)
-    except pickle.UnpicklingError:
-        raise CheckpointError(
-            f"{path} contains pickled Python objects (e.g. the training options Namespace) that "
-            "torch.load(weights_only=True) refuses; if you trust this file, pass trusted=True "
-            "(CLI: --trust-checkpoint)"
-        ) from None
-    except ModuleNotFoundError as exc:
-        raise CheckpointError(
-            f"cannot unpickle {path}: module {exc.name!r} is not installed "
-            "(lighthouse checkpoints need 'easydict')"
-        ) from None
-    except Exception as exc:  # noqa: BLE001
-        raise CheckpointError(f"cannot read checkpoint {path}: {str(exc).strip().splitlines()[0]}") from None
+    ckpt = torch_load(path, trusted, trust_hint="pass trusted=True (CLI: --trust-checkpoint)")
     if isinstance(ckpt, dict) and "model" in ckpt:
         return ckpt["model"], ckpt.get("opt")
     if isinstance(ckpt, dict) and all(isinstance(v, Tensor) for v in ckpt.values()):

@@ -76,6 +76,14 @@ class LinearLayer(nn.Module):
         return F.relu(x) if self.relu else x
 
 
+def _input_projection(in_dim: int, hidden_dim: int, n: int, dropout: float) -> nn.Sequential:
+    """``n`` LinearLayers from ``in_dim`` to ``hidden_dim``, ReLU after all but the last (of at most three)."""
+    relu = [True] * 3
+    relu[n - 1] = False
+    return nn.Sequential(*[LinearLayer(in_dim if i == 0 else hidden_dim, hidden_dim, layer_norm=True,
+                                       dropout=dropout, relu=relu[i]) for i in range(n)])
+
+
 class MLP(nn.Module):
     """``num_layers`` linear layers with ReLU in between (``layers.{i}``)."""
 
@@ -186,32 +194,8 @@ class MomentDETR(nn.Module):
         self.use_txt_pos = use_txt_pos
         self.n_input_proj = n_input_proj
         self.query_embed = nn.Embedding(num_queries, hidden_dim)
-        relu = [True] * 3
-        relu[n_input_proj - 1] = False
-        self.input_txt_proj = nn.Sequential(
-            *[
-                LinearLayer(
-                    txt_dim if i == 0 else hidden_dim,
-                    hidden_dim,
-                    layer_norm=True,
-                    dropout=input_dropout,
-                    relu=relu[i],
-                )
-                for i in range(n_input_proj)
-            ]
-        )
-        self.input_vid_proj = nn.Sequential(
-            *[
-                LinearLayer(
-                    vid_dim if i == 0 else hidden_dim,
-                    hidden_dim,
-                    layer_norm=True,
-                    dropout=input_dropout,
-                    relu=relu[i],
-                )
-                for i in range(n_input_proj)
-            ]
-        )
+        self.input_txt_proj = _input_projection(txt_dim, hidden_dim, n_input_proj, input_dropout)
+        self.input_vid_proj = _input_projection(vid_dim, hidden_dim, n_input_proj, input_dropout)
         self.contrastive_align_loss = contrastive_align_loss
         if contrastive_align_loss:
             self.contrastive_align_projection_query = nn.Linear(hidden_dim, contrastive_hdim)
@@ -345,10 +329,6 @@ def build_tiny_moment_detr(clip_dim: int, text_dim: int, seed: int = 0) -> Momen
         "nheads": 4,
         "dim_feedforward": 64,
     }
-    state = torch.random.get_rng_state()
-    try:
+    with torch.random.fork_rng(devices=[]):  # seeded without disturbing the caller's random numbers
         torch.manual_seed(seed)
-        model = build_moment_detr(opt)
-    finally:
-        torch.random.set_rng_state(state)
-    return model
+        return build_moment_detr(opt)

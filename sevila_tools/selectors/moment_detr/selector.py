@@ -17,12 +17,18 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
 from sevila_tools.errors import CheckpointError, InputError
-from sevila_tools.selectors.base import Selection, Selector, SelectorInput, register
+from sevila_tools.selectors.base import (
+    Selection,
+    Selector,
+    SelectorInput,
+    check_choice,
+    check_keyframes,
+    register,
+)
 from sevila_tools.selectors.clip import clip_fingerprint, clip_for_runtime, runtime_device
 from sevila_tools.selectors.clip_models import (
-    DEFAULT_CLIP_MODEL,
+    LazyCLIP,
     clip_pixel_values,
-    embedding_tensor,
     shared_clip,
 )
 from sevila_tools.selectors.memo import (
@@ -67,6 +73,7 @@ class MomentDETROptions(BaseModel):
         default=None,
         description="Moment-DETR checkpoint (.ckpt or .safetensors); required unless the runtime has "
         "random weights (then a tiny random Moment-DETR is used).",
+        json_schema_extra={"cli": {"flags": ["--mdetr-checkpoint"], "metavar": "FILE"}},
     )
     trust_checkpoint: bool = Field(
         default=False, description="Allow pickled objects in the checkpoint (weights_only=False)."
@@ -74,12 +81,14 @@ class MomentDETROptions(BaseModel):
     clip_model: str | None = Field(
         default=None,
         description="CLIP hub id or folder for the features (default openai/clip-vit-base-patch32).",
+        json_schema_extra={"cli": {"flags": ["--clip-model"], "metavar": "ID"}},
     )
     text_mode: Literal["question_only", "question_options"] = Field(
         default="question_only", description="Query text: the question alone or question + options."
     )
     long_video: Literal["refuse", "stride", "sliding"] = Field(
-        default="refuse", description="Rule for segments longer than 75 clips (150 s)."
+        default="refuse", description="Rule for segments longer than 75 clips (150 s).",
+        json_schema_extra={"cli": {"flags": ["--long-video"], "default": "sliding"}},  # what commands use
     )
     frame_strategy: Literal["top_window_uniform", "topk_saliency"] = Field(
         default="top_window_uniform", description="How frames are taken from the model's outputs."
@@ -87,12 +96,6 @@ class MomentDETROptions(BaseModel):
     snap_to_candidates: bool = Field(
         default=False, description="Move each frame to the nearest unused SeViLA candidate."
     )
-
-
-def _check_choice(value: str, choices: Sequence[str], what: str) -> str:
-    if value not in choices:
-        raise InputError(f"unknown {what} {value!r}; choose one of: {', '.join(choices)}")
-    return value
 
 
 def _shared_tiny_moment_detr(clip: Any, device: torch.device) -> MomentDETR:
@@ -152,9 +155,9 @@ class MomentDETRSelector(Selector):
         clip_name: str | None = None,
         model_name: str | None = None,
     ) -> None:
-        self.text_mode = _check_choice(text_mode, TEXT_MODES, "moment_detr text_mode")
-        self.frame_strategy = _check_choice(frame_strategy, FRAME_STRATEGIES, "moment_detr frame_strategy")
-        self.long_video = _check_choice(long_video, LONG_VIDEO_RULES, "moment_detr long_video rule")
+        self.text_mode = check_choice(text_mode, TEXT_MODES, "moment_detr text_mode")
+        self.frame_strategy = check_choice(frame_strategy, FRAME_STRATEGIES, "moment_detr frame_strategy")
+        self.long_video = check_choice(long_video, LONG_VIDEO_RULES, "moment_detr long_video rule")
         self.snap = bool(snap_to_candidates)
         self.trusted = bool(trusted)
         self.device = torch.device(device)
@@ -173,16 +176,7 @@ class MomentDETRSelector(Selector):
             )
         elif not Path(checkpoint).is_file():
             raise CheckpointError(f"Moment-DETR checkpoint not found: {checkpoint}")
-        if clip_model is None or isinstance(clip_model, (str, Path)):
-            self.clip_name = str(clip_model or DEFAULT_CLIP_MODEL)
-            self._clip = None
-        else:
-            if clip_tokenizer is None:
-                raise InputError("MomentDETRSelector: pass the tokenizer that matches the given CLIP model")
-            name = getattr(clip_model.config, "_name_or_path", "") or type(clip_model).__name__
-            self.clip_name = str(clip_name or name)
-            self._clip = clip_model.to(self.device).eval()
-        self._clip_tokenizer = clip_tokenizer
+        self._clip = LazyCLIP(clip_model, clip_tokenizer, self.device, clip_name, "MomentDETRSelector")
 
     @classmethod
     def create(cls, runtime: Any, options: MomentDETROptions) -> MomentDETRSelector:  # type: ignore[override]
@@ -230,18 +224,7 @@ class MomentDETRSelector(Selector):
     @property
     def clip(self) -> Any:
         """The CLIP model used for features (loaded on first use when an id was given)."""
-        if self._clip is None:
-            self._clip, tok = shared_clip(self.clip_name, self.device)
-            if self._clip_tokenizer is None:
-                self._clip_tokenizer = tok
-        return self._clip
-
-    @property
-    def clip_tokenizer(self) -> Any:
-        """The CLIP tokenizer."""
-        if self._clip_tokenizer is None:
-            _ = self.clip
-        return self._clip_tokenizer
+        return self._clip.model
 
     @classmethod
     def unavailable_reason(cls, options: dict[str, Any], random_weights: bool) -> str | None:
@@ -257,7 +240,7 @@ class MomentDETRSelector(Selector):
         """Selector configuration recorded with every selection."""
         return {
             "checkpoint": self.checkpoint,
-            "clip_model": self.clip_name,
+            "clip_model": self._clip.name,
             "text_mode": self.text_mode,
             "frame_strategy": self.frame_strategy,
             "long_video": self.long_video,
@@ -276,22 +259,15 @@ class MomentDETRSelector(Selector):
             **self.config(),
             "checkpoint": weights,
             "opt": opt,
-            "clip_model": clip_fingerprint(self.clip_name),
+            "clip_model": clip_fingerprint(self._clip.name),
         }
 
     # -- features -----------------------------------------------------------------------------------------
-    @torch.no_grad()
     def image_features(self, frames: np.ndarray) -> Tensor:
         """Native-resolution uint8 frames ``(T, H, W, 3)`` -> normalised projected CLIP embeddings."""
-        clip = self.clip
-        size = int(getattr(clip.config.vision_config, "image_size", 224) or 224)
-        dtype = next(clip.parameters()).dtype
-        outs = []
-        for i in range(0, len(frames), self.clip_batch_size):
-            px = clip_pixel_values(frames[i : i + self.clip_batch_size], size=size, std_eps=1e-8)
-            out = clip.get_image_features(pixel_values=px.to(self.device, dtype))
-            outs.append(embedding_tensor(out).float().cpu())
-        return F.normalize(torch.cat(outs), dim=-1, eps=1e-5)
+        size, step = self._clip.image_size, self.clip_batch_size
+        batches = (clip_pixel_values(frames[i : i + step], size=size, std_eps=1e-8) for i in range(0, len(frames), step))
+        return self._clip.image_embeddings(batches, eps=1e-5)
 
     def segment_grid(self, inp: SelectorInput) -> ClipGrid:
         """The 2-s clip grid of the segment (the candidates' ``[edges[0], edges[-1])`` native frames)."""
@@ -349,7 +325,7 @@ class MomentDETRSelector(Selector):
         """
         if not text or not text.strip():
             raise InputError("the question is empty")
-        tok = self.clip_tokenizer
+        tok = self._clip.tokenizer
         n_full = len(tok(text, truncation=False, verbose=False).input_ids)
         enc = tok([text], truncation=True, max_length=MAX_QUERY_TOKENS, return_tensors="pt")
         n_valid = int(enc["attention_mask"][0].sum())
@@ -387,8 +363,7 @@ class MomentDETRSelector(Selector):
 
     def select(self, inp: SelectorInput, k: int) -> Selection:
         """``k`` frames (sorted by time) by the configured frame strategy; the record keeps raw outputs."""
-        if k < 1:
-            raise InputError(f"k must be >= 1 (got {k})")
+        check_keyframes(k)
         pred, grid, qinfo = self.predict(inp)
         return self.selection_from_prediction(inp, k, pred, grid, qinfo)
 
@@ -426,9 +401,11 @@ class MomentDETRSelector(Selector):
         cand = inp.candidates
         frames, scores, info = self.strategy_frames(k, pred, grid)
         cand_idx = [int(i) for i in cand.indices]
+        positions: list[int | None]
         if self.snap:
             info["unsnapped_frames"] = list(frames)
-            frames, positions, source = snap_to_candidates(frames, cand_idx)
+            frames, snapped, source = snap_to_candidates(frames, cand_idx)
+            positions = [int(p) for p in snapped]
             scores = [scores[i] for i in source]
         else:
             positions = [cand_idx.index(f) if f in cand_idx else None for f in frames]

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
+from sevila_tools.registry import Registry
 from sevila_tools.training.frozen import frozen_pass, other_branch
 
 if TYPE_CHECKING:
@@ -80,12 +81,12 @@ class TrainingTask(ABC):
         checkpoint maximises ``value``); every process calls it with the same samples."""
 
 
-TASKS: dict[str, type[TrainingTask]] = {}
+#: every training task by name (this package's modules and the ``sevila_tools.training_tasks`` entry points)
+TASKS: Registry[type[TrainingTask]] = Registry(
+    "training task", "sevila_tools.training_tasks", package="sevila_tools.training.tasks", skip=("base",)
+)
 
 
 def register_task(cls: type[TrainingTask]) -> type[TrainingTask]:
     """Class decorator adding a task to :data:`TASKS` (names are unique)."""
-    if cls.name in TASKS and TASKS[cls.name] is not cls:
-        raise ValueError(f"training task {cls.name!r} registered twice")
-    TASKS[cls.name] = cls
-    return cls
+    return TASKS.register(cls)
