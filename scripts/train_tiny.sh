@@ -21,7 +21,7 @@ DATA=$OUT/data
 ANN=$DATA/annotations
 BASE=$OUT/tiny-base
 printf 'stage\twall_s\tpeak_rss_kb\tload_before\tload_after\n' > "$TIMES"
-{ echo "# $(date -u +%FT%TZ) $(uname -srm); $(nproc) CPUs; $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
+{ echo "# $(date -u +%FT%TZ) $(uname -srm); $(nproc --all) CPUs; $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
   echo "# $("$BIN/python" -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)')"
   echo "# uptime: $(uptime)"; } | tee "$LOG"
 

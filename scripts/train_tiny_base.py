@@ -173,7 +173,7 @@ def phase_vision(rt: SevilaRuntime, seed: int, steps: int, lr: float, say) -> No
 
 
 # ---------------------------------------------------------------------------------- phase C: frames and text
-def frame_batch(rng: np.random.Generator, single: int = 40, multi: int = 4, text: int = 32):
+def frame_batch(rng: np.random.Generator, single: int = 24, multi: int = 12, text: int = 32):
     return ([single_example(rng) for _ in range(single)], [multi_example(rng) for _ in range(multi)],
             text_batch(rng, text))
 
@@ -187,7 +187,7 @@ def phase_joint(rt: SevilaRuntime, seed: int, steps: int, lr: float, say) -> Non
         m.train()
         l1, l2 = loss_of(rt, single, multi)
         l3 = text_loss(rt, text)
-        step_opt(opt, (l1 + 0.5 * l2 + 0.5 * l3) / 2.0, step, steps)
+        step_opt(opt, (l1 + l2 + 0.5 * l3) / 2.5, step, steps)
         if (step + 1) % 10 == 0:
             say({"phase": "joint", "step": step + 1, "single": round(l1.item(), 4), "multi": round(l2.item(), 4),
                  "text": round(l3.item(), 4)})
@@ -221,11 +221,12 @@ def evaluate(rt: SevilaRuntime, seed: int, n: int = 160) -> dict[str, float]:
     raw = rt.vit(np.concatenate([e.frames for e in choice]))[:, None]
     got = rt.frame_answers(raw, [e.text for e in choice], 5, "faithful").predictions
     out = {"choice": float(np.mean([g == _letter(e.target) for g, e in zip(got, choice, strict=True)]))}
-    yes_no = [e for e in ex if e.kind == "yes_no"]
-    raw = rt.vit(np.concatenate([e.frames for e in yes_no]))[:, None]
-    emb, mask, _ = rt.single_frame_inputs(raw, [e.text for e in yes_no], "answerer")
-    logits = rt._first_step_logits(emb, mask, [rt.ids.yes, rt.ids.no]).tolist()
-    out["yes_no"] = float(np.mean([(a > b) == (e.target == "yes") for (a, b), e in zip(logits, yes_no, strict=True)]))
+    for kind in ("yes_no", "relevance"):
+        yes_no = [e for e in ex if e.kind == kind]
+        raw = rt.vit(np.concatenate([e.frames for e in yes_no]))[:, None]
+        emb, mask, _ = rt.single_frame_inputs(raw, [e.text for e in yes_no], "answerer")
+        logits = rt._first_step_logits(emb, mask, [rt.ids.yes, rt.ids.no]).tolist()
+        out[kind] = float(np.mean([(a > b) == (e.target == "yes") for (a, b), e in zip(logits, yes_no, strict=True)]))
     mx = [multi_example(rng) for _ in range(40)]
     raw = rt.vit(np.concatenate([e.frames for e in mx]))
     got = rt.answer(raw.view(len(mx), 4, *raw.shape[1:]), [e.text for e in mx], 5, "faithful").predictions
@@ -245,7 +246,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--text-steps", type=int, default=400)
     ap.add_argument("--vit-steps", type=int, default=200)
-    ap.add_argument("--joint-steps", type=int, default=300)
+    ap.add_argument("--joint-steps", type=int, default=400)
     ap.add_argument("--lr", type=float, default=1e-3)
     args = ap.parse_args()
     torch.set_flush_denormal(True)  # tiny gradients otherwise turn into denormals and slow matmuls ~50x

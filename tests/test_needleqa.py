@@ -154,19 +154,19 @@ def test_cli_generates_and_refuses_bad_out(tmp_path):
     a_file = tmp_path / "f.txt"
     a_file.write_text("x")
     cases = [
-        (["--out", a_file], f"error: --out {a_file} is a file, expected a folder"),
+        (["--out", a_file], f"error: --out is a file, expected a folder: {a_file}"),
         (["--out", out], f"error: --out {out} is not empty; pass --overwrite to replace an earlier needleqa set"),
         (["--out", tmp_path, "--overwrite"], f"error: --out {tmp_path} is not empty and holds no needleqa set; "
                                              "refusing to overwrite it"),
-        (["--out", tmp_path / "n2", "--size", "65x64"], "error: invalid request: size: size must be even"),
-        (["--out", tmp_path / "n2", "--duration", 2], "error: invalid request: duration x fps gives 16 frames"),
+        (["--out", tmp_path / "n2", "--size", "65x64"], "error: size must be even"),
+        (["--out", tmp_path / "n2", "--duration", 2], "error: duration x fps gives 16 frames"),
     ]
     for args, message in cases:
         r = _cli("synth", "needleqa", *args)
         lines = [x for x in r.stderr.splitlines() if x.strip()]
         assert r.exit_code != 0 and len(lines) == 1 and lines[0].startswith(message), r.stderr
     r = _cli("synth", "ballqa", "--out", tmp_path / "n3")
-    assert r.exit_code == 2 and r.stderr.strip() == "error: unknown generator 'ballqa'; available: needleqa"
+    assert r.exit_code == 2 and r.stderr.strip() == "error: GENERATOR must be 'needleqa' (got 'ballqa')"
     r = _cli("synth", "needleqa", "--out", out, "--videos", 1, "--seed", 4, "--duration", 8, "--overwrite", "-q")
     assert r.exit_code == 0, r.output
     assert sorted(p.name for p in (out / "videos").iterdir()) == ["nq4_00000.mp4"]

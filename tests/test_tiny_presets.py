@@ -61,3 +61,41 @@ def test_demo_answers_its_clip_correctly_without_a_notice(tmp_path):
     assert (tmp_path / "demo" / "demo_plot.png").stat().st_size > 10_000
     r = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "demo_r"), "--model", "tiny-random", "--device", "cpu"])
     assert r.exit_code == 0 and r.stdout.count("RANDOM WEIGHTS") == 1, r.output
+
+
+def test_agent_example_answers_a_needleqa_clip_with_tiny_trained(tmp_path):
+    """The example agent (agents/examples/video_agent.py) over tiny-trained tools picks the gold option."""
+    import importlib.util
+    import json
+
+    from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+    from langchain_core.messages import AIMessage, ToolMessage
+    from langchain_core.outputs import ChatGeneration, ChatResult
+
+    from sevila_tools.agents.langchain_tools import build_tools
+    from sevila_tools.demo import make_clip
+
+    video, plan = make_clip(tmp_path, seed=77)
+    question, options = plan.question.text + "?", [o + "." for o in plan.question.options]
+
+    class AskOnce(GenericFakeChatModel):
+        def bind_tools(self, tools, **kwargs):  # noqa: ANN001, ANN003, ARG002
+            return self
+
+        def _generate(self, messages, stop=None, run_manager=None, **kwargs):  # noqa: ANN001, ANN003, ARG002
+            done = [m for m in messages if isinstance(m, ToolMessage)]
+            if not done:
+                args = {"video": video.name, "question": question, "options": options}
+                msg = AIMessage("", tool_calls=[{"name": "answer_video_question", "args": args, "id": "a"}])
+            else:
+                ans = json.loads(done[-1].content)
+                msg = AIMessage(f"({ans['answer']}) {ans['answer_text']}")
+            return ChatResult(generations=[ChatGeneration(message=msg)])
+
+    spec = importlib.util.spec_from_file_location("video_agent_example", REPO / "agents/examples/video_agent.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    tools = build_tools(model="tiny-trained", device="cpu", allow_dirs=[tmp_path], thumbnails=False)
+    out = example.run_agent(example.build_agent(AskOnce(messages=iter(())), tools), video.name, question, options)
+    gold = plan.question.answer
+    assert out["answer"] == f"({'ABCDE'[gold]}) {options[gold]}"

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sevila_tools.prompts import answer_target, answerer_prompt
+from sevila_tools.prompts import answer_target, answerer_prompt, localizer_prompt
 from sevila_tools.synth.render import compose, mover_position, texture_pattern
 from sevila_tools.synth.world import (
     COLOURS,
@@ -25,7 +25,7 @@ from sevila_tools.synth.world import (
 )
 
 #: share of each kind of example in a pre-training batch of single frames
-MIX = {"choice": 0.45, "yes_no": 0.35, "caption": 0.2}
+MIX = {"choice": 0.35, "yes_no": 0.2, "relevance": 0.3, "caption": 0.15}
 
 
 @dataclass
@@ -128,10 +128,24 @@ def sprite_count(rng: np.random.Generator, kind: str) -> int:
     return int(rng.integers(0, 3))
 
 
+def relevance_question(rng: np.random.Generator) -> tuple[list[Sprite], str, bool]:
+    """What a frame shows (the asked event, another event, or nothing, as a NeedleQA frame does) and the
+    relevance question about it in the Localizer's words: does this frame answer a NeedleQA question? (The
+    stand-in for the instruction following that Flan-T5 brings to SeViLA's Localizer prompt.)"""
+    asked, other = random_sprites(rng, 2)
+    case = int(rng.choice(3, p=(0.5, 0.3, 0.2)))
+    shown = [[asked], [other], []][case]
+    question, options, _ = choice_question(rng, asked)
+    return shown, localizer_prompt(question, options), case == 0
+
+
 def single_example(rng: np.random.Generator, size: int = 224) -> Example:
     """One single-frame example of a random kind (:data:`MIX`)."""
     kind = str(rng.choice(list(MIX), p=list(MIX.values())))
     scene = Scene(rng, size)
+    if kind == "relevance":
+        shown, text, yes = relevance_question(rng)
+        return Example(scene.frame(shown, int(rng.integers(200)))[None], text, "yes" if yes else "no", kind)
     sprites = random_sprites(rng, sprite_count(rng, kind))
     frame = scene.frame(sprites, int(rng.integers(200)))[None]
     if kind == "choice":
@@ -144,15 +158,25 @@ def single_example(rng: np.random.Generator, size: int = 224) -> Example:
     return Example(frame, "Question: what appears in the frame? Answer:", caption(sprites), kind)
 
 
+#: how many distractor events a multi-frame example shows (0, 1 or 2): a NeedleQA keyframe set may hold up to two
+DISTRACTORS = (0.2, 0.4, 0.4)
+
+
+def multi_slots(rng: np.random.Generator, frames: int = 4) -> tuple[Sprite, list[list[Sprite]]]:
+    """The target and what each of ``frames`` frames shows: the target in one frame, 0-2 distractor events in
+    others (one sprite per frame, as in a NeedleQA video), nothing in the rest."""
+    sprites = random_sprites(rng, 1 + int(rng.choice(len(DISTRACTORS), p=DISTRACTORS)))
+    slots = [int(i) for i in rng.permutation(frames)[: len(sprites)]]
+    shown = dict(zip(slots, ([s] for s in sprites), strict=True))
+    return sprites[0], [shown.get(i, []) for i in range(frames)]
+
+
 def multi_example(rng: np.random.Generator, frames: int = 4, size: int = 224) -> Example:
     """A multiple-choice question on ``frames`` frames of one scene, answered by one of them only."""
     scene = Scene(rng, size)
-    sprites = random_sprites(rng, 2)
-    target, other = sprites
-    slots = rng.permutation(frames)
+    target, per_frame = multi_slots(rng, frames)
     times = np.sort(rng.choice(300, size=frames, replace=False))
-    shown = {int(slots[0]): [target], int(slots[1]): [other] if rng.random() < 0.5 else []}
-    stack = np.stack([scene.frame(shown.get(i, []), int(t)) for i, t in enumerate(times)])
+    stack = np.stack([scene.frame(shown, int(t)) for shown, t in zip(per_frame, times, strict=True)])
     question, options, gold = choice_question(rng, target)
     return Example(stack, answerer_prompt(question, options), answer_target(gold), "multi_choice")
 
@@ -167,18 +191,18 @@ def describe(sprites: list[Sprite], greys: list[str]) -> str:
 def text_example(rng: np.random.Generator) -> Example:
     """The Answerer's tasks in text (the stand-in for Flan-T5's own training): the frames are described in words
     where the Q-Former's tokens will go, ``Frame: <words> <prompt>``; 1 or 4 frames."""
-    multi = rng.random() < 0.2
+    multi = rng.random() < 0.35
     greys = [str(k) for k in rng.choice(list(KINDS), size=int(rng.integers(0, 3)))]
     if multi:
-        target, other = random_sprites(rng, 2)
-        shown = [[target], [other] if rng.random() < 0.5 else [], [], []]
-        order = [int(i) for i in rng.permutation(4)]
-        frames = [shown[i] for i in order]
+        target, frames = multi_slots(rng)
         context = " ".join(f"Frame {i + 1}: {describe(f, greys)}" for i, f in enumerate(frames))
         question, options, gold = choice_question(rng, target)
         return Example(np.zeros(0), f"{context} {answerer_prompt(question, options)}", answer_target(gold),
                        "text_multi")
     kind = str(rng.choice(list(MIX), p=list(MIX.values())))
+    if kind == "relevance":
+        shown, text, yes = relevance_question(rng)
+        return Example(np.zeros(0), f"Frame: {describe(shown, greys)} {text}", "yes" if yes else "no", "text")
     sprites = random_sprites(rng, sprite_count(rng, kind))
     context = f"Frame: {describe(sprites, greys)}"
     if kind == "choice":
