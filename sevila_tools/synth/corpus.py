@@ -134,7 +134,7 @@ def relevance_question(rng: np.random.Generator) -> tuple[list[Sprite], str, boo
     stand-in for the instruction following that Flan-T5 brings to SeViLA's Localizer prompt.)"""
     asked, other = random_sprites(rng, 2)
     case = int(rng.choice(3, p=(0.5, 0.3, 0.2)))
-    shown = [[asked], [other], []][case]
+    shown = [[asked], [other.greyed()], []][case]
     question, options, _ = choice_question(rng, asked)
     return shown, localizer_prompt(question, options), case == 0
 
@@ -163,12 +163,13 @@ DISTRACTORS = (0.2, 0.4, 0.4)
 
 
 def multi_slots(rng: np.random.Generator, frames: int = 4) -> tuple[Sprite, list[list[Sprite]]]:
-    """The target and what each of ``frames`` frames shows: the target in one frame, 0-2 distractor events in
-    others (one sprite per frame, as in a NeedleQA video), nothing in the rest."""
-    sprites = random_sprites(rng, 1 + int(rng.choice(len(DISTRACTORS), p=DISTRACTORS)))
+    """The target and what each of ``frames`` frames shows: the target in one frame, 0-2 grey distractor events
+    in others (one sprite per frame, as in a NeedleQA video), nothing in the rest."""
+    target, *others = random_sprites(rng, 1 + int(rng.choice(len(DISTRACTORS), p=DISTRACTORS)))
+    sprites = [target, *(s.greyed() for s in others)]
     slots = [int(i) for i in rng.permutation(frames)[: len(sprites)]]
     shown = dict(zip(slots, ([s] for s in sprites), strict=True))
-    return sprites[0], [shown.get(i, []) for i in range(frames)]
+    return target, [shown.get(i, []) for i in range(frames)]
 
 
 def multi_example(rng: np.random.Generator, frames: int = 4, size: int = 224) -> Example:

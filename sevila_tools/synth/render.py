@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from sevila_tools.synth.world import COLOURS, PLACES, Mover, Sprite, VideoPlan
+from sevila_tools.synth.world import PLACES, Mover, Sprite, VideoPlan
 
 #: event shapes are this fraction of the shorter frame side across
 SPRITE_SIZE = 0.28
@@ -119,7 +119,7 @@ def compose(
         draw_shape(img, mover.kind, mover.grey, fx * w, fy * h, mover.size * side / 2)
     for sprite in sprites:
         cx, cy = sprite_centre(sprite, w, h)
-        draw_shape(img, sprite.kind, COLOURS[sprite.colour], cx, cy, SPRITE_SIZE * side / 2)
+        draw_shape(img, sprite.kind, sprite.rgb, cx, cy, SPRITE_SIZE * side / 2)
     return img
 
 

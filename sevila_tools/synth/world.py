@@ -29,6 +29,8 @@ PLACES: dict[str, tuple[float, float]] = {
     "bottom right": (0.73, 0.72),
     "middle": (0.5, 0.5),
 }
+#: colour of the distractor events (shapes that appear like the target but are never what a question asks)
+EVENT_GREY: tuple[int, int, int] = (160, 160, 160)
 #: grey tones of the objects that drift through the whole video (never an answer)
 GREYS: tuple[tuple[int, int, int], ...] = ((95, 95, 95), (140, 140, 140), (185, 185, 185), (225, 225, 225))
 #: question templates, named by how they pick the event: name -> (question with {kind}/{place} slots, what the
@@ -57,6 +59,15 @@ class Sprite:
     kind: str
     place: str
     offset: tuple[float, float] = (0.0, 0.0)
+
+    @property
+    def rgb(self) -> tuple[int, int, int]:
+        """The drawing colour (distractor events are ``grey``)."""
+        return EVENT_GREY if self.colour == "grey" else COLOURS[self.colour]
+
+    def greyed(self) -> Sprite:
+        """The same shape at the same place, as a grey distractor event."""
+        return Sprite("grey", self.kind, self.place, self.offset)
 
     def caption(self) -> str:
         """``a red star appears in the top left`` (the span query of this event)."""
@@ -216,6 +227,7 @@ def plan_video(
     if not all(any(e.first <= m <= e.last for m in mids) for e in events):  # guaranteed by the lengths
         raise AssertionError(f"video {index}: an event holds none of the {CANDIDATES} uniform candidates")
     target = int(rng.integers(EVENTS_PER_VIDEO))
+    events = [e if i == target else Event(e.sprite.greyed(), e.first, e.last) for i, e in enumerate(events)]
     name = template or str(rng.choice(list(TEMPLATES)))
     angle = float(rng.uniform(0, 2 * math.pi))
     speed = float(rng.uniform(0.5, 1.5))
