@@ -221,12 +221,11 @@ def evaluate(rt: SevilaRuntime, seed: int, n: int = 160) -> dict[str, float]:
     raw = rt.vit(np.concatenate([e.frames for e in choice]))[:, None]
     got = rt.frame_answers(raw, [e.text for e in choice], 5, "faithful").predictions
     out = {"choice": float(np.mean([g == _letter(e.target) for g, e in zip(got, choice, strict=True)]))}
-    for kind in ("yes_no", "relevance"):
-        yes_no = [e for e in ex if e.kind == kind]
-        raw = rt.vit(np.concatenate([e.frames for e in yes_no]))[:, None]
-        emb, mask, _ = rt.single_frame_inputs(raw, [e.text for e in yes_no], "answerer")
-        logits = rt._first_step_logits(emb, mask, [rt.ids.yes, rt.ids.no]).tolist()
-        out[kind] = float(np.mean([(a > b) == (e.target == "yes") for (a, b), e in zip(logits, yes_no, strict=True)]))
+    yes_no = [e for e in ex if e.kind == "yes_no"]
+    raw = rt.vit(np.concatenate([e.frames for e in yes_no]))[:, None]
+    emb, mask, _ = rt.single_frame_inputs(raw, [e.text for e in yes_no], "answerer")
+    logits = rt._first_step_logits(emb, mask, [rt.ids.yes, rt.ids.no]).tolist()
+    out["yes_no"] = float(np.mean([(a > b) == (e.target == "yes") for (a, b), e in zip(logits, yes_no, strict=True)]))
     mx = [multi_example(rng) for _ in range(40)]
     raw = rt.vit(np.concatenate([e.frames for e in mx]))
     got = rt.answer(raw.view(len(mx), 4, *raw.shape[1:]), [e.text for e in mx], 5, "faithful").predictions

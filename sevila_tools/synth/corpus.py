@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sevila_tools.prompts import answer_target, answerer_prompt, localizer_prompt
+from sevila_tools.prompts import answer_target, answerer_prompt
 from sevila_tools.synth.render import compose, mover_position, texture_pattern
 from sevila_tools.synth.world import (
     COLOURS,
@@ -25,7 +25,7 @@ from sevila_tools.synth.world import (
 )
 
 #: share of each kind of example in a pre-training batch of single frames
-MIX = {"choice": 0.35, "yes_no": 0.2, "relevance": 0.3, "caption": 0.15}
+MIX = {"choice": 0.45, "yes_no": 0.35, "caption": 0.2}
 
 
 @dataclass
@@ -128,24 +128,10 @@ def sprite_count(rng: np.random.Generator, kind: str) -> int:
     return int(rng.integers(0, 3))
 
 
-def relevance_question(rng: np.random.Generator) -> tuple[list[Sprite], str, bool]:
-    """What a frame shows (the asked event, another event, or nothing, as a NeedleQA frame does) and the
-    relevance question about it in the Localizer's words: does this frame answer a NeedleQA question? (The
-    stand-in for the instruction following that Flan-T5 brings to SeViLA's Localizer prompt.)"""
-    asked, other = random_sprites(rng, 2)
-    case = int(rng.choice(3, p=(0.5, 0.3, 0.2)))
-    shown = [[asked], [other.greyed()], []][case]
-    question, options, _ = choice_question(rng, asked)
-    return shown, localizer_prompt(question, options), case == 0
-
-
 def single_example(rng: np.random.Generator, size: int = 224) -> Example:
     """One single-frame example of a random kind (:data:`MIX`)."""
     kind = str(rng.choice(list(MIX), p=list(MIX.values())))
     scene = Scene(rng, size)
-    if kind == "relevance":
-        shown, text, yes = relevance_question(rng)
-        return Example(scene.frame(shown, int(rng.integers(200)))[None], text, "yes" if yes else "no", kind)
     sprites = random_sprites(rng, sprite_count(rng, kind))
     frame = scene.frame(sprites, int(rng.integers(200)))[None]
     if kind == "choice":
@@ -201,9 +187,6 @@ def text_example(rng: np.random.Generator) -> Example:
         return Example(np.zeros(0), f"{context} {answerer_prompt(question, options)}", answer_target(gold),
                        "text_multi")
     kind = str(rng.choice(list(MIX), p=list(MIX.values())))
-    if kind == "relevance":
-        shown, text, yes = relevance_question(rng)
-        return Example(np.zeros(0), f"Frame: {describe(shown, greys)} {text}", "yes" if yes else "no", "text")
     sprites = random_sprites(rng, sprite_count(rng, kind))
     context = f"Frame: {describe(sprites, greys)}"
     if kind == "choice":

@@ -33,10 +33,10 @@ PyAV/FFmpeg build).
 | test | {counts['test']} | {EVENTS_PER_VIDEO * counts['test']} |
 
 Every video: {cfg.duration:g} s at {cfg.fps:g} fps ({cfg.num_frames} frames), {cfg.size}, H.264 in mp4. A panned,
-blocky background and 2-3 grey shapes drift through the whole video. Three coloured shapes appear one after
-another for {lo}-{hi} frames each (at most 10 % of the video; long enough that SeViLA's 32 uniform candidate
-frames always include one of them); they differ in colour, shape and place. The question asks about one of
-them (the target); the other two are distractor events, and their answers are among the wrong options.
+blocky background and 2-3 grey shapes drift through the whole video. Three shapes appear one after another
+for {lo}-{hi} frames each (at most 10 % of the video; long enough that SeViLA's 32 uniform candidate frames
+always include one of them); they differ in shape and place. One of them, the target, is coloured; the question
+asks for its colour. The other two are grey distractor events.
 
 Question templates (the event is named by its shape, its place or both; the answer is its colour; the 5
 options are always {colours}, in this order):
