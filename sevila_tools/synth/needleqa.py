@@ -46,7 +46,7 @@ class NeedleQAConfig(BaseModel):
     duration: float = Field(20.0, gt=0, le=3600, description="Length of every video in seconds.",
                             json_schema_extra=_cli(metavar="SECONDS"))
     size: str = Field("224x224", description="Frame size WIDTHxHEIGHT (even numbers).",
-                      json_schema_extra=_cli(metavar="WxH"))
+                      json_schema_extra=_cli(metavar="SIZE"))
     fps: float = Field(8.0, gt=0, le=60, description="Frames per second.", json_schema_extra=_cli(metavar="FPS"))
     splits: str = Field("0.8,0.1,0.1", description="Fractions of the videos in train,val,test.",
                         json_schema_extra=_cli(metavar="T,V,T"))
