@@ -85,7 +85,13 @@ config_command("info", "sevila_tools.loading:InfoConfig", "sevila_tools.loading:
                "with a model that loads: where each part comes from, precision and token ids.",
                exclude=frozenset({"decoder"}), status="loading the model ...")
 config_command("demo", "sevila_tools.demo:DemoConfig", "sevila_tools.demo:run_demo",
-               "Generate a synthetic clip and run the forward chain on it (the `make demo` job).", render.demo)
+               "Generate a NeedleQA clip and run the forward chain on its question (the `make demo` job).",
+               render.demo)
+config_command("convert-frames", "sevila_tools.eval.convert_frames:ConvertFramesConfig", "sevila_tools.eval."
+               "convert_frames:run_convert_frames", "Convert SeViLA's frames.jsonl to or from BOLT, AKS, TSPO and "
+               "VideoITG frame files.", render.frames_converted)
+config_command("synth", "sevila_tools.synth:SynthConfig", "sevila_tools.synth:run_synth", "Generate a synthetic "
+               "video-QA set (needleqa: a short event answers each question).", render.synth, quiet=True)
 
 
 @command("score", models=("sevila_tools.eval.score:ScoreConfig",), quiet=True)

@@ -122,9 +122,25 @@ def converted(summary: dict[str, Any]) -> None:
 
 
 def demo(out: Any) -> None:
-    """The demo's chain result and where its plot is."""
-    localization(out.result)
+    """The demo's question, chain result, verdict and plot."""
+    localization(out.result)  # its title names the clip and the question
+    mark = "[bold green]correct[/]" if out.correct else "[bold red]wrong[/]"
+    console.print(f"gold: ({'ABCDE'[out.gold]}) {out.options[out.gold]} -> {mark}; the asked event lasts "
+                  f"{out.event[0]:.2f}-{out.event[1]:.2f} s, {out.keyframes_in_event} of 4 keyframes in it")
     console.print(f"plot: {out.plot}")
+
+
+def frames_converted(s: Any) -> None:
+    """What ``convert-frames`` wrote, and its notes."""
+    console.print(f"{s.records} questions -> {', '.join(s.outputs)}", highlight=False)
+    for note in s.notes:
+        console.print(f"note: {note}", highlight=False)
+
+
+def synth(s: Any) -> None:
+    """Where the generated set went and its questions per split."""
+    counts = ", ".join(f"{k} {v}" for k, v in s.questions.items())
+    console.print(f"needleqa (seed {s.seed}): {s.videos} videos, questions {counts} -> {s.out}", highlight=False)
 
 
 def bench(report: dict[str, Any]) -> None:

@@ -28,7 +28,7 @@ from sevila_tools.files import atomic_write
 from sevila_tools.modeling import SevilaModel
 from sevila_tools.runtime import Precision, SevilaRuntime
 from sevila_tools.schemas import CLI, DEFAULT_MODEL, ModelOptions
-from sevila_tools.tiny import TINY_NAME, tiny_model, tiny_tokenizer
+from sevila_tools.tiny import TINY_NAME, TRAINED_PRESETS, preset_folder, tiny_model, tiny_tokenizer
 
 log = logging.getLogger("sevila_tools.loading")
 
@@ -188,7 +188,7 @@ def _from_converted(folder: Path) -> tuple[SevilaModel, Any, dict[str, str], dic
     config = Blip2Config.from_dict(meta["blip2_config"])
     with torch.device("meta"):
         model = SevilaModel(config)
-    sd = load_file(str(folder / WEIGHTS_FILE))
+    sd = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(folder / WEIGHTS_FILE)).items()}
     aliases = alias_map(model)
     check_coverage(model, sd, _empty_report(), str(folder / WEIGHTS_FILE))
     missing = [k for k in model.state_dict() if k not in sd and k not in aliases]
@@ -227,6 +227,9 @@ def build_model(
             for p in ("vision_model", "language_model", "answerer", "localizer")
         }
         info["random_weights"] = True
+        default_ckpt = None
+    elif model in TRAINED_PRESETS:
+        net, tok, sources, _ = _from_converted(preset_folder(model))
         default_ckpt = None
     elif is_converted_folder(model):
         net, tok, sources, meta = _from_converted(Path(model))

@@ -1,10 +1,13 @@
-"""The ``tiny-random`` preset: SeViLA's layout at toy size, seeded random weights and an in-memory T5-style
-tokenizer (tests, ``make demo``; its token ids differ from Flan-T5's, see ``docs/method.md``, "Token ids").
+"""The tiny presets. ``tiny-random``: SeViLA's layout at toy size, seeded random weights and an in-memory T5-style
+tokenizer (tests and parity; its token ids differ from Flan-T5's, see ``docs/method.md``, "Token ids").
+``tiny-base`` and ``tiny-trained``: weights trained here on NeedleQA, shipped as model folders inside the package
+(``scripts/train_tiny.sh``, ``docs/results.md``).
 """
 
 from __future__ import annotations
 
 import string
+from pathlib import Path
 
 import torch
 from transformers import Blip2Config, Blip2QFormerConfig, Blip2VisionConfig, T5Config, T5Tokenizer
@@ -13,6 +16,18 @@ from sevila_tools.modeling import SevilaModel
 
 TINY_NAME = "tiny-random"
 TINY_SEED = 0
+#: presets shipped as model folders (safetensors, config, tokenizer): name -> (folder, description)
+TRAINED_PRESETS: dict[str, tuple[str, str]] = {
+    "tiny-base": ("tiny_base", "tiny base model pre-trained on NeedleQA frames (zero-shot Answerer, untrained "
+                  "Localizer = copy of the Answerer)"),
+    "tiny-trained": ("tiny_trained", "tiny SeViLA trained on NeedleQA: pre-trained + self-refined Localizer, "
+                     "fine-tuned Answerer"),
+}
+
+
+def preset_folder(name: str) -> Path:
+    """The model folder of a shipped trained preset (``tiny-base``, ``tiny-trained``)."""
+    return Path(__file__).resolve().parent / "presets" / TRAINED_PRESETS[name][0]
 
 # words of SeViLA's prompt templates plus common question words; everything else falls back to characters
 _WORDS = """Frame Question Options Option Answer A B C D E yes no Does the information within frame provide necessary

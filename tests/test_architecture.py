@@ -17,7 +17,7 @@ ROOTS = {"sevila_tools": "sevila_tools", "cli": "sevila_tools.cli", "eval": "sev
 LAYERS: list[tuple[str, ...]] = [
     ("errors", "registry", "prompts", "schemas", "timing", "provenance", "progress", "synthetic", "frames",
      "files"),
-    ("video",),
+    ("video", "synth"),
     ("modeling", "tiny", "runtime", "checkpoint", "loading"),
     ("encoding",),
     ("selectors", "answering"),

@@ -192,7 +192,7 @@ def test_bad_precision_env(monkeypatch):
 
 
 def test_demo_command(tmp_path):
-    r = run("demo", "--out", tmp_path / "demo", "--device", "cpu")
+    r = run("demo", "--out", tmp_path / "demo", "--device", "cpu", "--model", "tiny-random")
     assert r.exit_code == 0, r.output
     assert "keyframes:" in r.stdout and "answer: (" in r.stdout and "RANDOM WEIGHTS" in r.stdout
     assert (tmp_path / "demo" / "demo_plot.png").read_bytes()[:4] == b"\x89PNG"

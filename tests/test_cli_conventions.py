@@ -45,6 +45,7 @@ def _bad_inputs(tmp: Path) -> dict[str, list[str]]:
         "mcp": ["--allow-dir", str(tmp / "no_such_dir"), *TINY],
         "bench": ["--settings", "x", "--size", "tiny"],
         "web": ["--allow-dir", str(tmp / "no_such_dir"), *TINY],
+        "synth": ["needleqa", "--out", str(garbage)],
         "select": ["--dataset", "nextqa", "--annotations", ann, "--videos", str(tmp), "--out", str(tmp / "s"), *TINY],
         "convert-frames": [str(tmp / "missing.jsonl"), "--to", "bolt", "--out", str(tmp / "b.json")],
     }

@@ -40,10 +40,10 @@ def _write_jsonl(path: Path, records: list[dict], final_newline: bool = True) ->
 
 
 def test_registered_datasets_and_option_counts() -> None:
-    assert available_datasets() == ("how2qa", "nextqa", "star", "tvqa", "vlep", "qvhighlights")
+    assert available_datasets() == ("how2qa", "needleqa", "nextqa", "star", "tvqa", "vlep", "qvhighlights")
     specs = [get_dataset(n) for n in available_datasets()]
     assert {s.name: s.num_options for s in specs if s.task == "multiple_choice"} == {
-        "nextqa": 5, "star": 4, "how2qa": 4, "tvqa": 5, "vlep": 2}
+        "nextqa": 5, "star": 4, "how2qa": 4, "tvqa": 5, "vlep": 2, "needleqa": 5}
 
 
 def test_nextqa_csv_counts(nextqa_val: list[Sample]) -> None:
@@ -458,6 +458,7 @@ def test_spec_fields() -> None:
     assert [get_dataset(n).headline_column for n in available_datasets()] == [
         "Acc",
         "Acc",
+        "Acc",
         "Avg.",
         "Acc",
         "Acc",
@@ -470,7 +471,7 @@ def test_unknown_dataset_is_one_line() -> None:
     with pytest.raises(InputError) as exc:
         get_dataset("kinetics")
     assert str(exc.value) == (
-        "unknown dataset 'kinetics'; choose one of: how2qa, nextqa, star, tvqa, vlep, qvhighlights"
+        "unknown dataset 'kinetics'; choose one of: how2qa, needleqa, nextqa, star, tvqa, vlep, qvhighlights"
     )
 
 
@@ -641,4 +642,4 @@ def test_import_order_does_not_matter(first: str) -> None:
         "print(len(available_datasets()))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0 and out.stdout.strip() == "6", out.stderr
+    assert out.returncode == 0 and out.stdout.strip() == "7", out.stderr

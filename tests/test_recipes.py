@@ -71,8 +71,23 @@ EXPECTED = {
 }
 
 
+#: the tiny presets' recipes (scripts/train_tiny.sh): toolkit values for a toy model on a CPU, not the paper's
+TINY = ("finetune-needleqa", "pretrain-needleqa-spans", "refine-needleqa")
+
+
 def test_every_recipe_is_pinned():
-    assert sorted(recipe_names()) == sorted(EXPECTED)
+    assert sorted(recipe_names()) == sorted([*EXPECTED, *TINY])
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_tiny_recipes_name_their_script_and_list_the_official_values(name):
+    """A tiny recipe says where it is used and reports every value that differs from the official run."""
+    _, raw = read_recipe(name)
+    assert raw["source"].startswith("sevila_tools scripts/train_tiny.sh")
+    cfg = resolve_config(raw["task"], raw["dataset"], name)
+    differ = {d["option"] for d in cfg.deviations()}
+    assert {"epochs", "lr", "warmup_steps", "precision"} <= differ
+    assert cfg.official["lr"] == 3e-5 and cfg.lr > cfg.official["lr"]
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))

@@ -79,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("question")
     parser.add_argument("--option", "-o", action="append", default=[], help="An answer option (repeat).")
     parser.add_argument("--model", default=os.environ.get("SEVILA_MODEL", DEFAULT_MODEL),
-                        help="SeViLA model: tiny-random, a converted folder or a BLIP-2 id.")
+                        help="SeViLA model: tiny-trained (NeedleQA clips, offline), a converted folder or a BLIP-2 id.")
     parser.add_argument("--checkpoint", default=os.environ.get("SEVILA_CHECKPOINT", "auto"))
     parser.add_argument("--device", default="auto")
     parser.add_argument("--chat-model", default=None, help="Overrides SEVILA_AGENT_MODEL.")
