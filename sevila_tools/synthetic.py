@@ -5,7 +5,7 @@ The clip layout and the encoder settings are described in ``docs/video.md``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -159,20 +159,31 @@ def _write_frames(
     frames: Iterable[np.ndarray],
     vfr: bool = False,
 ) -> None:
-    pts = 0
-    try:
+    def video_frames() -> Iterator[av.VideoFrame]:
+        pts = 0
         for i, img in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
             if vfr:
                 frame.pts = pts
                 frame.time_base = stream.codec_context.time_base
                 pts += VFR_PATTERN[i % len(VFR_PATTERN)]
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+            yield frame
+
+    try:
+        encode_frames(container, stream, video_frames())
     finally:
         container.close()
+
+
+def encode_frames(container: av.container.OutputContainer, stream: av.VideoStream,
+                  frames: Iterable[av.VideoFrame]) -> None:
+    """Encode ``frames`` into ``stream``, mux every packet into ``container`` and flush the encoder (the caller
+    opens and closes the container)."""
+    for frame in frames:
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
 
 
 def make_video(

@@ -6,7 +6,6 @@ tokenizer (tests and parity; its token ids differ from Flan-T5's, see ``docs/met
 
 from __future__ import annotations
 
-import string
 from pathlib import Path
 
 import torch
@@ -41,18 +40,9 @@ end start middle""".split()
 
 def tiny_tokenizer() -> T5Tokenizer:
     """A T5-style tokenizer built in memory (no files, no download)."""
-    vocab: list[tuple[str, float]] = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
-    seen = {p for p, _ in vocab}
-    for w in _WORDS:
-        piece = "\u2581" + w
-        if piece not in seen:
-            vocab.append((piece, -5.0))
-            seen.add(piece)
-    for ch in string.ascii_letters + string.digits + string.punctuation:
-        for piece in (ch, "\u2581" + ch):
-            if piece not in seen:
-                vocab.append((piece, -10.0))
-                seen.add(piece)
+    from sevila_tools.synth.vocab import unigram_vocab
+
+    vocab = unigram_vocab(("\u2581" + w, -5.0) for w in _WORDS)
     tok = T5Tokenizer(vocab=vocab, extra_ids=100)
     ids = tok("Frame 1: yes", add_special_tokens=False).input_ids
     if tok.unk_token_id in ids:  # guard against a tokenizer that silently maps everything to <unk>

@@ -3,9 +3,10 @@ inner lmms-eval model that reads a video path."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -29,6 +30,8 @@ def write_clip(
 def _encode(path: Path, frames: Sequence[int], pixels: np.ndarray, rate: Fraction, crf: int) -> None:
     import av
 
+    from sevila_tools.synthetic import encode_frames
+
     h, w = pixels.shape[1] // 2 * 2, pixels.shape[2] // 2 * 2
     scale = str(rate.numerator * TICKS)  # ticks per second of the track and of the movie (its edit list), so the
     container = av.open(str(path), mode="w", format="mp4",  # first frame's start survives exactly (not in ms)
@@ -37,18 +40,21 @@ def _encode(path: Path, frames: Sequence[int], pixels: np.ndarray, rate: Fractio
         stream = container.add_stream("libx264", rate=rate, options={"crf": str(crf), "bf": "0", "g": "1"})
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
         stream.codec_context.time_base = 1 / (rate * TICKS)
-        last = -1
-        for idx, img in zip(frames, pixels, strict=True):
-            pts = max(int(idx) * TICKS, last + 1)
-            last = pts
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img[:h, :w]), format="rgb24")
-            frame.pts, frame.time_base = pts, stream.codec_context.time_base
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+        encode_frames(container, stream, _timed(frames, pixels, w, h, stream.codec_context.time_base))
     finally:
         container.close()
+
+
+def _timed(frames: Sequence[int], pixels: np.ndarray, w: int, h: int, time_base: Fraction) -> Iterator[Any]:
+    """The clip's frames, each at its source frame number in ticks (a repeated number one tick later)."""
+    import av
+
+    last = -1
+    for idx, img in zip(frames, pixels, strict=True):
+        last = max(int(idx) * TICKS, last + 1)
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img[:h, :w]), format="rgb24")
+        frame.pts, frame.time_base = last, time_base
+        yield frame
 
 
 def clip_times(path: str | Path) -> list[float]:

@@ -9,6 +9,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from sevila_tools.synthetic import encode_frames
+
 #: x264 settings: one thread and no wall-clock dependent decisions, so a seed gives the same bytes
 X264_OPTIONS = {"preset": "veryfast", "crf": "20", "threads": "1", "sc_threshold": "0"}
 
@@ -46,11 +48,8 @@ def write_mp4(path: str | Path, frames: Iterable[np.ndarray], fps: float, width:
         stream.gop_size = keyint or max(1, int(round(2 * fps)))
         stream.codec_context.thread_count = 1
         stream.codec_context.flags |= av.codec.context.Flags.bitexact
-        for img in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb_to_yuv420p(img), format="yuv420p")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+        encode_frames(container, stream,
+                      (av.VideoFrame.from_ndarray(rgb_to_yuv420p(img), format="yuv420p") for img in frames))
     finally:
         container.close()
     tmp.replace(path)

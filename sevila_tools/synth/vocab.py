@@ -3,7 +3,9 @@ piece; anything else falls back to characters. Saved as files next to the preset
 
 from __future__ import annotations
 
+import itertools
 import string
+from collections.abc import Iterable
 from typing import Any
 
 from sevila_tools.prompts import LOC_INSTRUCTION, LOC_INSTRUCTION_VLEP, QA_INSTRUCTION, VLEP_HEAD
@@ -29,22 +31,25 @@ def words() -> list[str]:
     return out
 
 
+def unigram_vocab(pieces: Iterable[tuple[str, float]]) -> list[tuple[str, float]]:
+    """A T5-style unigram vocabulary: the special tokens, then ``pieces`` (first occurrence of each kept), then every
+    ASCII letter, digit and punctuation mark with and without ``▁`` as the fallback (score -10)."""
+    vocab: list[tuple[str, float]] = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
+    seen = {p for p, _ in vocab}
+    chars = ((piece, -10.0) for ch in string.ascii_letters + string.digits + string.punctuation
+             for piece in (ch, "\u2581" + ch))
+    for piece, score in itertools.chain(pieces, chars):
+        if piece not in seen:
+            vocab.append((piece, score))
+            seen.add(piece)
+    return vocab
+
+
 def build_tokenizer() -> Any:
     """A T5-style unigram tokenizer: ``▁word`` and ``word`` pieces for every word, characters as fallback."""
     from transformers import T5Tokenizer
 
-    vocab: list[tuple[str, float]] = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
-    seen = {p for p, _ in vocab}
-    for w in words():
-        for piece, score in (("\u2581" + w, -5.0), (w, -6.0)):
-            if piece not in seen:
-                vocab.append((piece, score))
-                seen.add(piece)
-    for ch in string.ascii_letters + string.digits + string.punctuation:
-        for piece in (ch, "\u2581" + ch):
-            if piece not in seen:
-                vocab.append((piece, -10.0))
-                seen.add(piece)
+    vocab = unigram_vocab((piece, score) for w in words() for piece, score in (("\u2581" + w, -5.0), (w, -6.0)))
     tok = T5Tokenizer(vocab=vocab, extra_ids=0)
     probe = "Frame 1: Question: what colour is the star that appears? Options: (red. blue. ) yes"
     if tok.unk_token_id in tok(probe, add_special_tokens=False).input_ids:
