@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -174,3 +175,23 @@ def test_cli_generates_and_refuses_bad_out(tmp_path):
     r = _cli("synth", "needleqa", "--out", out, "--videos", 1, "--seed", 4, "--duration", 8, "--overwrite", "-q")
     assert r.exit_code == 0, r.output
     assert sorted(p.name for p in (out / "videos").iterdir()) == ["nq4_00000.mp4"]
+
+
+def test_installed_entry_point_generates_and_refuses(tmp_path):
+    """`sevila synth` through the installed script: JSON summary and files; a bad --size is one error line."""
+    import subprocess
+    import sys
+
+    sevila = Path(sys.executable).parent / "sevila"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    out = tmp_path / "nq"
+    p = subprocess.run([str(sevila), "synth", "needleqa", "--out", str(out), "--videos", "1", "--seed", "4",
+                        "--duration", "8", "--size", "64x64", "--json", "-q"], capture_output=True, text=True,
+                       env=env, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["questions"] == {"train": 1, "val": 0, "test": 0}
+    assert sorted(x.name for x in (out / "videos").iterdir()) == ["nq4_00000.mp4"]
+    p = subprocess.run([str(sevila), "synth", "needleqa", "--out", str(tmp_path / "n2"), "--size", "65x64"],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 2 and p.stderr.splitlines() == [
+        "error: size must be even and between 64 and 1920 on each side, got '65x64'"]
